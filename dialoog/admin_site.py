@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from dialoog.dashboard import dashboard_for
+
+
+class DialoogAdminSite(admin.AdminSite):
+    """The marketeer's workplace: the start page is the Dialoog dashboard."""
+
+    site_header = _("Dialoog")
+    site_title = _("Dialoog")
+    index_title = _("Dashboard")
+
+    def index(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "dashboard": dashboard_for(request.user)}
+        return super().index(request, extra_context)

@@ -1,0 +1,37 @@
+import datetime as dt
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dialoog.demo import DEMO_PASSWORD, DEMO_USERS, MAX_CONTACTS, MAX_SEED, demo_load
+
+
+class Command(BaseCommand):
+    help = (
+        "Load a believable Dutch webshop: demo users for each role, goals, a campaign and N customers "
+        "with identities, consents and purchases. Deterministic for a seed; running it again adds nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--contacts", type=int, default=1000, help="Number of customers (default 1000).")
+        parser.add_argument("--seed", type=int, default=1, help="Seed: the same seed gives the same customers.")
+        parser.add_argument(
+            "--as-of",
+            type=dt.date.fromisoformat,
+            default=None,
+            help="Date the history ends on (YYYY-MM-DD, default today).",
+        )
+
+    def handle(self, *args, contacts, seed, as_of, **options):
+        if not 0 <= contacts <= MAX_CONTACTS:
+            raise CommandError(f"--contacts must be between 0 and {MAX_CONTACTS}.")
+        if not 0 <= seed <= MAX_SEED:
+            raise CommandError(f"--seed must be between 0 and {MAX_SEED}.")
+        result = demo_load(contacts=contacts, seed=seed, as_of=as_of)
+        self.stdout.write(
+            f"Demo data (seed {seed}): {result.contacts_created} contacts, {result.identities_created} identities, "
+            f"{result.consents_created} consent changes and {result.events_created} events added."
+        )
+        for username in result.users_created:
+            self.stdout.write(f"Created demo user {username!r} with password {DEMO_PASSWORD!r}.")
+        if not result.users_created:
+            self.stdout.write(f"Demo users: {', '.join(name for name, _role in DEMO_USERS)} (already there).")

@@ -1,0 +1,18 @@
+"""Settings for the test suite: the same PostgreSQL and broker choice as base, faster hashing."""
+
+from .base import *  # noqa: F403
+from .base import CELERY_BROKER_URL, STATIC_ROOT, VAR_DIR, env, filesystem_broker
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)
+LANGUAGE_CODE = "nl"
+# Tests that start a real worker use a broker folder of their own, apart from `make run`'s.
+if CELERY_BROKER_URL.startswith("filesystem://") and not env.str("CELERY_BROKER_DIR", default=""):
+    CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_RESULT_BACKEND = filesystem_broker(VAR_DIR / "test-broker")

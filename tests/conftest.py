@@ -1,0 +1,181 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
+from tests.factories import UserFactory
+
+# Playwright's sync API keeps an event loop running in the main thread once a browser test
+# has started; Django would then refuse every ORM call of later tests as "async". The tests
+# are synchronous, so say so. Processes the tests start do not inherit it (clean_env).
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+def clean_env(**overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    return {**env, **overrides}
+
+
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def marketeer(db):
+    return UserFactory(username="marketeer-test", role=MARKETEER)
+
+
+@pytest.fixture
+def analyst(db):
+    return UserFactory(username="analyst-test", role=ANALYST)
+
+
+@pytest.fixture
+def agent(db):
+    return UserFactory(username="agent-test", role=CALLCENTER_AGENT)
+
+
+@pytest.fixture
+def administrator(db):
+    return UserFactory(username="administrator-test", role=ADMINISTRATOR)
+
+
+@pytest.fixture
+def api_client_for():
+    """An API client that authenticates with the user's token, as other systems do."""
+
+    def make(user):
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make
+
+
+def database_url(settings_dict) -> str:
+    host = quote(settings_dict["HOST"] or "", safe="")
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    password = f":{quote(settings_dict['PASSWORD'])}" if settings_dict.get("PASSWORD") else ""
+    return f"postgres://{settings_dict['USER']}{password}@{host}{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup, django_db_blocker) -> str:
+    """A URL for the test database, for the processes a test starts."""
+    with django_db_blocker.unblock():
+        return database_url(connection.settings_dict)
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(test_database_url) -> dict:
+    return clean_env(
+        DJANGO_SETTINGS_MODULE="dialoog.settings.test", DATABASE_URL=test_database_url, PYTHONUNBUFFERED="1"
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker(subprocess_env, tmp_path_factory):
+    """A real Celery worker process on the configured broker (filesystem or Redis), consuming
+    a queue of its own so that no other worker on the same broker answers for it."""
+    from dialoog.tasks import ping
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    queue = f"{name}-queue"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dialoog",
+                "worker",
+                "--pool=solo",
+                f"--hostname={name}@%h",
+                f"--queues={queue}",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=settings.BASE_DIR,
+            env=subprocess_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        ping.apply_async(queue=queue).get(timeout=60)
+    except Exception:  # noqa: BLE001 - whatever went wrong, the worker's log tells why
+        process.kill()
+        pytest.fail(f"The Celery worker did not answer within 60 s. Its log:\n{log.read_text()}")
+    yield {"name": name, "queue": queue, "log": log, "process": process}
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _find_chromium() -> str | None:
+    for candidate in CHROMIUM_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Launch the system Chromium: Playwright cannot download its own browser here."""
+    chromium = _find_chromium()
+    if chromium is None:
+        pytest.skip(
+            "No Chromium found for the browser tests. Install it: `sudo apt-get install chromium` "
+            "(Debian/Ubuntu) or `brew install --cask chromium` (macOS)."
+        )
+    return {**browser_type_launch_args, "executable_path": chromium, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """A Dutch marketeer's browser: it asks for Dutch pages."""
+    return {**browser_context_args, "locale": "nl-NL"}
+
+
+@pytest.fixture
+def wait_until():
+    def wait(predicate, timeout=30.0, interval=0.2, message="condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(interval)
+        raise AssertionError(f"Timed out after {timeout} s waiting for {message}")
+
+    return wait
+
+
+REPO = Path(settings.BASE_DIR)

@@ -1,0 +1,59 @@
+import datetime as dt
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from audiences.models import Contact, Identity
+from campaigns.models import Campaign
+from goals.models import Goal
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_staff = True
+    password = factory.django.Password("secret-pass-123")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(Group.objects.get(name=extracted))
+
+
+class GoalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Goal
+
+    name = factory.Sequence(lambda n: f"Doel {n}")
+    starts_on = factory.LazyFunction(lambda: dt.date.today() - dt.timedelta(days=10))
+    deadline = factory.LazyFunction(lambda: dt.date.today() + dt.timedelta(days=80))
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    name = factory.Sequence(lambda n: f"Campagne {n}")
+    goal = factory.SubFactory(GoalFactory)
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    first_name = "Anna"
+    last_name = factory.Sequence(lambda n: f"de Vries {n}")
+
+
+class IdentityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Identity
+
+    contact = factory.SubFactory(ContactFactory)
+    kind = Identity.Kind.EMAIL
+    value = factory.Sequence(lambda n: f"klant{n}@example.nl")

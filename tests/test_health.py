@@ -1,0 +1,52 @@
+import pytest
+
+from dialoog.celery import app as celery_app
+from dialoog.health import broker_problem, database_problem
+
+
+@pytest.mark.smoke
+def test_healthz_answers_200_when_database_and_broker_answer(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+@pytest.fixture
+def broker_down():
+    """Point the app at a port on loopback where nothing listens."""
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:9/0"
+    celery_app.pool.force_close_all()
+    yield
+    celery_app.conf.broker_url = previous
+    celery_app.pool.force_close_all()
+
+
+def test_healthz_answers_503_naming_the_broker_when_it_is_down(client, db, broker_down):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("down: ")
+    assert broker_problem() is not None
+
+
+def test_the_database_check_names_a_database_that_does_not_answer(db):
+    from django.db import connections
+
+    default = connections["default"]
+    broken = {**default.settings_dict, "HOST": "127.0.0.1", "PORT": 9, "NAME": "nowhere"}
+    # A second wrapper under the default alias: the test database guard only admits known aliases.
+    down = default.__class__(broken, alias="default")
+    try:
+        problem = database_problem(down)
+    finally:
+        down.close()
+    assert problem is not None
+    assert "OperationalError" in problem
+    assert database_problem() is None
+
+
+def test_healthz_refuses_writes(client, db):
+    assert client.post("/healthz").status_code == 405

@@ -1,0 +1,72 @@
+"""Production settings refuse to start without real secrets and pass `check --deploy`."""
+
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import clean_env
+
+PRODUCTION_LIKE = {
+    "DJANGO_SETTINGS_MODULE": "dialoog.settings.production",
+    "SECRET_KEY": "k7#Qm2!vT9zLx4@pR8sW1&nB6yH3jF5dG0cV-aZ_eU*iO(oP)qM+wN=rS]tY[uX",
+    "ALLOWED_HOSTS": "dialoog.example.nl",
+    "DATABASE_URL": "postgres://dialoog:secret@db.example.nl:5432/dialoog",
+    "CELERY_BROKER_URL": "redis://redis.example.nl:6379/0",
+}
+
+
+def run_manage(*args, env):
+    base = {k: v for k, v in clean_env().items() if k not in ("SECRET_KEY", "DATABASE_URL", "DEBUG")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_LIKE)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "message"),
+    [
+        (None, "SECRET_KEY is not set to a real secret"),
+        ("django-insecure-dialoog-development-only", "SECRET_KEY is not set to a real secret"),
+        ("short-but-not-insecure", "SECRET_KEY is too short"),
+    ],
+)
+def test_production_settings_refuse_to_start_without_a_real_secret_key(secret_key, message):
+    env = {k: v for k, v in PRODUCTION_LIKE.items() if k != "SECRET_KEY"}
+    if secret_key is not None:
+        env["SECRET_KEY"] = secret_key
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_settings_need_a_database_url():
+    env = {k: v for k, v in PRODUCTION_LIKE.items() if k != "DATABASE_URL"}
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "DATABASE_URL is required in production" in result.stderr
+
+
+def test_only_postgresql_is_accepted():
+    result = run_manage("check", env={**PRODUCTION_LIKE, "DATABASE_URL": "sqlite:///dialoog.db"})
+    assert result.returncode != 0
+    assert "DATABASE_URL must point at PostgreSQL" in result.stderr
+
+
+def test_time_and_language_defaults():
+    assert settings.TIME_ZONE == "Europe/Amsterdam"
+    assert settings.USE_TZ is True
+    assert settings.LANGUAGE_CODE == "nl"
+    assert [code for code, _name in settings.LANGUAGES] == ["nl", "en"]
