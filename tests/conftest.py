@@ -127,9 +127,10 @@ def celery_worker(subprocess_env, tmp_path_factory):
         )
     try:
         ping.apply_async(queue=queue).get(timeout=60)
-    except Exception:  # noqa: BLE001 - whatever went wrong, the worker's log tells why
-        process.kill()
-        pytest.fail(f"The Celery worker did not answer within 60 s. Its log:\n{log.read_text()}")
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the worker's log tells why
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"The Celery worker did not answer ({exc!r}). Its log:\n{log.read_text()}")
     yield {"name": name, "queue": queue, "log": log, "process": process}
     process.send_signal(signal.SIGTERM)
     try:

@@ -13,12 +13,14 @@ def test_healthz_answers_200_when_database_and_broker_answer(client, db):
 
 @pytest.fixture
 def broker_down():
-    """Point the app at a port on loopback where nothing listens."""
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:9/0"
+    """Point the app at a port on loopback where nothing listens.
+
+    (broker_write_url: Celery prefers the CELERY_BROKER_URL environment variable to broker_url.)
+    """
+    celery_app.conf.broker_write_url = "redis://127.0.0.1:9/0"
     celery_app.pool.force_close_all()
     yield
-    celery_app.conf.broker_url = previous
+    celery_app.conf.broker_write_url = None
     celery_app.pool.force_close_all()
 
 
