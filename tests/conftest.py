@@ -80,6 +80,22 @@ def database_url(settings_dict) -> str:
     return f"postgres://{settings_dict['USER']}{password}@{host}{port}/{settings_dict['NAME']}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_test_database_sessions(django_db_setup, django_db_blocker):
+    """Let the test database be dropped at the end.
+
+    Once a browser test ran, Playwright's event loop makes Django keep connections per
+    context (greenlet) rather than per thread, and the flush after a transactional test can
+    leave one open where pytest-django's teardown does not reach it.
+    """
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def test_database_url(django_db_setup, django_db_blocker) -> str:
     """A URL for the test database, for the processes a test starts."""

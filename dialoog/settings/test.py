@@ -1,9 +1,12 @@
 """Settings for the test suite: the same PostgreSQL and broker choice as base, faster hashing."""
 
 from .base import *  # noqa: F403
-from .base import CELERY_BROKER_URL, STATIC_ROOT, VAR_DIR, env, filesystem_broker
+from .base import CELERY_BROKER_URL, DATABASES, STATIC_ROOT, VAR_DIR, env, filesystem_broker
 
 DEBUG = False
+# The live server's request threads close their connections after each request, so the
+# test database can be dropped at the end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
