@@ -10,6 +10,7 @@ class DialoogAdminSite(admin.AdminSite):
     site_header = _("Dialoog")
     site_title = _("Dialoog")
     index_title = _("Dashboard")
+    site_url = None  # the admin is the site: no "view site" link
 
     def index(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "dashboard": dashboard_for(request.user)}
