@@ -19,7 +19,11 @@ from urllib.parse import unquote, urlsplit
 url = embedded_database_url(Path(sys.argv[1]))
 parts = urlsplit(url)
 with psycopg.connect(host=unquote(parts.hostname), user="postgres", dbname=parts.path[1:]) as conn:
-    print(*conn.execute("SELECT current_database(), current_setting('server_version_num')").fetchone())
+    conn.execute("CREATE TABLE IF NOT EXISTS kept (n int)")
+    conn.execute("INSERT INTO kept VALUES (1)")
+    print(*conn.execute(
+        "SELECT current_database(), current_setting('server_version_num'), count(*) FROM kept"
+    ).fetchone())
 """
 
 
@@ -28,8 +32,8 @@ def postmaster_running(pgdata) -> bool:
     return pid_file.exists() and psutil.pid_exists(int(pid_file.read_text().split()[0]))
 
 
-def test_the_embedded_server_starts_serves_our_database_and_stops_with_its_last_user(tmp_path):
-    pgdata = tmp_path / "postgres"
+def start_query_and_exit(pgdata) -> list[str]:
+    """A process of its own starts (or joins) the server, writes a row, and exits."""
     result = subprocess.run(
         [sys.executable, "-c", START_AND_QUERY, str(pgdata)],
         cwd=settings.BASE_DIR,
@@ -39,22 +43,22 @@ def test_the_embedded_server_starts_serves_our_database_and_stops_with_its_last_
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    database, version = result.stdout.split()
+    return result.stdout.split()
+
+
+def test_the_embedded_server_starts_serves_our_database_and_stops_with_its_last_user(tmp_path):
+    pgdata = tmp_path / "postgres"
+
+    database, version, rows = start_query_and_exit(pgdata)
+
     assert database == "dialoog"
     assert int(version) >= 180000
+    assert rows == "1"
     assert (pgdata / "PG_VERSION").read_text().strip() == "18"
     assert not postmaster_running(pgdata)
 
-    # Running it again reuses the data directory.
-    again = subprocess.run(
-        [sys.executable, "-c", START_AND_QUERY, str(pgdata)],
-        cwd=settings.BASE_DIR,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stderr
+    # Running it again starts the server on the same data: what was written is still there.
+    assert start_query_and_exit(pgdata)[2] == "2"
     assert not postmaster_running(pgdata)
 
 
