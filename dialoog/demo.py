@@ -173,6 +173,8 @@ def _build_contact(fake: Faker, seed: int, index: int, as_of: dt.date):
 
 
 def _demo_users() -> list[str]:
+    """One user per role, made only where no user of that name exists: an existing account
+    keeps its password and its groups."""
     created = []
     user_model = get_user_model()
     for username, role in DEMO_USERS:
@@ -182,8 +184,8 @@ def _demo_users() -> list[str]:
         if is_new:
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
+            user.groups.add(Group.objects.get(name=role))
             created.append(username)
-        user.groups.add(Group.objects.get(name=role))
     return created
 
 

@@ -8,7 +8,6 @@ on a Unix socket inside the data directory only, never on a TCP port.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import warnings
@@ -55,11 +54,13 @@ def embedded_database_url(pgdata: Path) -> str:
     server = get_server(pgdata, cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir or pgdata
 
-    with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
-        if not exists:
+    # Under pgserver's inter-process lock, so that two processes starting together do not
+    # both try to create the database.
+    with (
+        PostgresServer._lock,
+        psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn,
+    ):
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone():
             logger.info("Creating database %s in the embedded PostgreSQL at %s", DATABASE_NAME, pgdata)
-            # Another process may create it at the same moment.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     return f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"

@@ -7,8 +7,9 @@ from django.core.management import call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from goals.api import GoalViewSet
 from goals.models import Goal
-from tests.factories import GoalFactory
+from tests.factories import CampaignFactory, GoalFactory
 
 
 def test_unauthenticated_requests_get_a_json_401():
@@ -128,3 +129,39 @@ def test_the_api_docs_are_served_from_our_own_static_files(client):
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower()
     assert client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
+
+
+def test_deleting_a_goal_that_campaigns_serve_is_a_409_that_says_why(api_client_for, marketeer):
+    goal = CampaignFactory().goal
+
+    response = api_client_for(marketeer).delete(reverse("goal-detail", args=[goal.pk]))
+
+    assert response.status_code == 409
+    error = response.json()["errors"][0]
+    assert error["code"] == "protected"
+    assert "campagnes" in error["message"]
+    assert Goal.objects.filter(pk=goal.pk).exists()
+
+
+def test_an_unexpected_error_is_json_too_and_logged(api_client_for, marketeer, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(GoalViewSet, "list", broken)
+
+    response = api_client_for(marketeer).get(reverse("goal-list"))
+
+    assert response.status_code == 500
+    assert response.json()["type"] == "server_error"
+    assert "bug" not in response.content.decode()
+    assert "Unhandled error in GoalViewSet" in caplog.text
+
+
+def test_errors_in_a_list_of_objects_name_the_item(rf):
+    from rest_framework.exceptions import ValidationError
+
+    from dialoog.api.errors import flatten_errors
+
+    detail = ValidationError([{}, {"email": ["Ongeldig."]}, {"items": [{}, {"sku": ["Verplicht."]}]}]).detail
+    assert [e["field"] for e in flatten_errors(detail)] == ["1.email", "2.items.1.sku"]
+    assert [e["field"] for e in flatten_errors(ValidationError("Fout.").detail)] == [None]

@@ -2,11 +2,13 @@ import datetime as dt
 import re
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
 from audiences.models import ConsentChange, Contact, Event, Identity
 from dialoog.demo import CATEGORIES, DEMO_PASSWORD, demo_load
+from dialoog.roles import ANALYST
+from tests.factories import UserFactory
 
 AS_OF = dt.date(2026, 11, 22)
 
@@ -94,7 +96,7 @@ def test_two_seeds_live_side_by_side(db):
 
 
 def test_the_command_creates_demo_users_who_can_log_in(db, capsys):
-    call_command("demo_data", "--contacts", "5", "--seed", "1", "--as-of", "2026-11-22")
+    call_command("demo_data", "--contacts", "5", "--seed", "1", "--as-of", "2026-11-22", "--force")
     out = capsys.readouterr().out
     assert "5 contacts" in out
     assert "Created demo user 'marketeer'" in out
@@ -104,8 +106,27 @@ def test_the_command_creates_demo_users_who_can_log_in(db, capsys):
     assert not authenticate(username="agent", password=DEMO_PASSWORD).has_perm("campaigns.change_campaign")
 
 
-@pytest.mark.parametrize(("args", "message"), [(["--seed", "12"], "--seed"), (["--contacts", "-1"], "--contacts")])
-def test_the_command_refuses_bad_arguments(db, args, message):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "12", "--force"], "--seed"),
+        (["--contacts", "-1", "--force"], "--contacts"),
+        (["--contacts", "5"], "only loaded with DEBUG on"),
+    ],
+)
+def test_the_command_refuses_bad_arguments_and_production(db, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("demo_data", *args)
     assert not Contact.objects.exists()
+    assert not get_user_model().objects.exists()
+
+
+def test_existing_users_keep_their_password_and_groups(db):
+    existing = UserFactory(username="admin", role=ANALYST)
+
+    result = demo_load(contacts=0, seed=1, as_of=AS_OF)
+
+    assert "admin" not in result.users_created
+    existing.refresh_from_db()
+    assert existing.check_password("secret-pass-123")
+    assert [group.name for group in existing.groups.all()] == [ANALYST]

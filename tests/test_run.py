@@ -1,10 +1,16 @@
 """`make run`: migrate, demo data, web server, worker and beat together; Ctrl-C stops them all."""
 
+import contextlib
+import html
+import http.cookiejar
+import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 
 import psutil
@@ -12,6 +18,7 @@ import pytest
 from django.conf import settings
 
 from dialoog.demo import DEMO_PASSWORD
+from tests.conftest import clean_env
 
 
 def free_port() -> int:
@@ -20,51 +27,143 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return None, ""
+class Browser:
+    """Just enough of a browser (cookies, Dutch) to log into the admin over real HTTP."""
+
+    def __init__(self, base):
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.opener.addheaders = [("Accept-Language", "nl")]
+
+    def get(self, path, data=None):
+        try:
+            with self.opener.open(self.base + path, data=data, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError as error:
+            return None, repr(error)
+
+    def login(self, username, password):
+        status, page = self.get("/admin/login/?next=/admin/")
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert found, f"no login form ({status}): {page[:500]}"
+        token = html.unescape(found.group(1))
+        form = {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/admin/"}
+        return self.get("/admin/login/?next=/admin/", urllib.parse.urlencode(form).encode())
+
+
+class Running:
+    """A command running in a session of its own, its output collected as it comes."""
+
+    def __init__(self, command, env):
+        self.process = subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines = []
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def family(self):
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def ctrl_c(self):
+        """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+
+    def kill_all(self):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for proc in [*self.family(), psutil.Process(self.process.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+
+
+def postmaster_running(pgdata) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    return pid_file.exists() and psutil.pid_exists(int(pid_file.read_text().split()[0]))
 
 
 @pytest.mark.smoke
-def test_run_serves_everything_and_ctrl_c_leaves_nothing_behind(transactional_db, subprocess_env, tmp_path, wait_until):
+def test_make_run_on_a_fresh_machine_serves_everything_and_ctrl_c_leaves_nothing_behind(tmp_path, wait_until):
+    pgdata = tmp_path / "postgres"
     port = free_port()
-    env = {**subprocess_env, "DJANGO_SETTINGS_MODULE": "dialoog.settings.base", "CELERY_BROKER_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--port", str(port), "--demo-contacts", "5"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
-    output = lambda: "".join(lines)  # noqa: E731
+    env = {
+        **clean_env(PORT=str(port), EMBEDDED_POSTGRES_DIR=str(pgdata), CELERY_BROKER_DIR=str(tmp_path / "broker")),
+        "DJANGO_SETTINGS_MODULE": "dialoog.settings.base",
+    }
+    env.pop("DATABASE_URL", None)  # the embedded PostgreSQL, as on a fresh machine
     base = f"http://127.0.0.1:{port}"
+
+    first = Running(["make", "run"], env)
     try:
-        wait_until(lambda: "ping round-trip through the broker" in output(), timeout=90, message="the ping")
-        wait_until(lambda: get(f"{base}/healthz")[0] == 200, timeout=30, message="/healthz")
-        _status, body = get(f"{base}/healthz")
-        assert '"database": "ok"' in body and '"broker": "ok"' in body
-        assert get(f"{base}/admin/login/")[0] == 200
-        assert get(f"{base}/api/docs/")[0] == 200
-        assert get(f"{base}/api/schema/")[0] == 200
-        assert f"{base}/admin/" in output() and f"{base}/api/docs/" in output()
-        assert f"marketeer  {DEMO_PASSWORD}" in output()
-        assert "beat: Starting..." in output()
-        family = psutil.Process(process.pid).children(recursive=True)
-        assert len(family) >= 3  # web server, worker, beat (and their helpers)
+        wait_until(lambda: "ping round-trip through the broker" in first.output, timeout=120, message="the ping")
+        browser = Browser(base)
+        wait_until(lambda: browser.get("/healthz")[0] == 200, timeout=30, message="/healthz")
+        assert '"database": "ok"' in browser.get("/healthz")[1]
+        assert browser.get("/api/docs/")[0] == 200
+        assert browser.get("/api/schema/")[0] == 200
+        for url in (f"{base}/admin/", f"{base}/api/docs/"):
+            assert url in first.output
+        # Log in with the credentials it printed and see the dashboard.
+        assert f"marketeer  {DEMO_PASSWORD}" in first.output
+        status, dashboard = browser.login("marketeer", DEMO_PASSWORD)
+        assert status == 200 and "Dialoog-dashboard" in dashboard and "500 klanten" in dashboard
+        assert "beat: Starting..." in first.output
+        family = first.family()
+        assert postmaster_running(pgdata)
     except BaseException:
-        process.kill()
+        first.kill_all()
         raise
 
-    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    assert process.wait(timeout=60) == 0, output()[-3000:]
-    assert "Dialoog stopped." in output()
-    _gone, alive = psutil.wait_procs(family, timeout=5)
+    first.ctrl_c()
+    first.process.wait(timeout=60)
+    assert "Dialoog stopped." in first.output, first.output[-3000:]
+    _gone, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], [p.cmdline() for p in alive]
+    assert not postmaster_running(pgdata)
+
+    # Again: the data is still there, nothing is loaded twice.
+    second = Running(["make", "run"], env)
+    try:
+        wait_until(lambda: "Dialoog is starting" in second.output, timeout=120, message="the second start")
+        assert "0 contacts" in second.output and "(already there)" in second.output
+        browser = Browser(base)
+        wait_until(lambda: browser.get("/healthz")[0] == 200, timeout=30, message="/healthz")
+        assert browser.login("marketeer", DEMO_PASSWORD)[0] == 200
+        family = second.family()
+    except BaseException:
+        second.kill_all()
+        raise
+    second.ctrl_c()
+    second.process.wait(timeout=60)
+    assert psutil.wait_procs(family, timeout=10)[1] == []
+    assert not postmaster_running(pgdata)
+
+
+def test_when_run_itself_is_killed_its_children_stop_too(subprocess_env, tmp_path, transactional_db, wait_until):
+    env = {**subprocess_env, "DJANGO_SETTINGS_MODULE": "dialoog.settings.base", "CELERY_BROKER_DIR": str(tmp_path)}
+    run = Running([sys.executable, "manage.py", "run", "--port", str(free_port()), "--demo-contacts", "0"], env)
+    try:
+        wait_until(lambda: "ping round-trip through the broker" in run.output, timeout=90, message="the ping")
+        family = run.family()
+        assert len(family) >= 3
+    except BaseException:
+        run.kill_all()
+        raise
+
+    run.process.kill()  # kill -9: no chance to stop anything itself
+
+    _gone, alive = psutil.wait_procs(family, timeout=30)
+    if alive:
+        for proc in alive:
+            proc.kill()
+    assert alive == [], "left behind: " + ", ".join(" ".join(p.cmdline()[:4]) for p in alive)

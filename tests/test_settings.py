@@ -12,8 +12,8 @@ PRODUCTION_LIKE = {
     "DJANGO_SETTINGS_MODULE": "dialoog.settings.production",
     "SECRET_KEY": "k7#Qm2!vT9zLx4@pR8sW1&nB6yH3jF5dG0cV-aZ_eU*iO(oP)qM+wN=rS]tY[uX",
     "ALLOWED_HOSTS": "dialoog.example.nl",
-    "DATABASE_URL": "postgres://dialoog:secret@db.example.nl:5432/dialoog",
-    "CELERY_BROKER_URL": "redis://redis.example.nl:6379/0",
+    "DATABASE_URL": "postgres://dialoog:secret@127.0.0.1:5432/dialoog",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
 }
 
 
@@ -52,11 +52,26 @@ def test_production_settings_refuse_to_start_without_a_real_secret_key(secret_ke
     assert message in result.stderr
 
 
-def test_production_settings_need_a_database_url():
-    env = {k: v for k, v in PRODUCTION_LIKE.items() if k != "DATABASE_URL"}
-    result = run_manage("check", env=env)
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("DATABASE_URL", "DATABASE_URL is required in production"),
+        ("CELERY_BROKER_URL", "CELERY_BROKER_URL is required in production"),
+        ("ALLOWED_HOSTS", "ALLOWED_HOSTS is required in production"),
+    ],
+)
+def test_production_settings_need_real_servers_and_start_nothing_embedded(missing, message, tmp_path):
+    env = {k: v for k, v in PRODUCTION_LIKE.items() if k != missing}
+    result = run_manage("check", env={**env, "CELERY_BROKER_DIR": str(tmp_path / "broker")})
     assert result.returncode != 0
-    assert "DATABASE_URL is required in production" in result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "broker").exists()
+
+
+def test_production_is_not_in_debug_mode_unless_asked():
+    result = run_manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env=PRODUCTION_LIKE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_only_postgresql_is_accepted():
@@ -70,3 +85,4 @@ def test_time_and_language_defaults():
     assert settings.USE_TZ is True
     assert settings.LANGUAGE_CODE == "nl"
     assert [code for code, _name in settings.LANGUAGES] == ["nl", "en"]
+    assert "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE

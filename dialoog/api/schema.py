@@ -7,6 +7,7 @@ ERROR_DESCRIPTIONS = {
     "401": "Not authenticated: log in or send `Authorization: Token <key>`.",
     "403": "Your role does not allow this.",
     "404": "No such object.",
+    "409": "The object is still in use (e.g. a goal that campaigns serve): nothing was deleted.",
 }
 
 
@@ -20,6 +21,8 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("400")
         if "{" in self.path:
             codes.append("404")
+        if self.method == "DELETE":
+            codes.append("409")
         for code in codes:
             if code not in responses:
                 response = self._get_response_for_code(ErrorResponseSerializer, code, direction=direction)

@@ -87,7 +87,7 @@ else:
     # No server given: start (or join) the embedded PostgreSQL under var/postgres/.
     from dialoog.embedded_postgres import embedded_database_url
 
-    DATABASE_URL = embedded_database_url(VAR_DIR / "postgres")
+    DATABASE_URL = embedded_database_url(Path(env.str("EMBEDDED_POSTGRES_DIR", default=str(VAR_DIR / "postgres"))))
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":

@@ -1,9 +1,22 @@
 """Production settings: everything from the environment, nothing insecure by default."""
 
+import os
+
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F403
-from .base import INSECURE_DEV_SECRET_KEY, SECRET_KEY, env
+# Checked before base is imported: without them base would start an embedded PostgreSQL and a
+# filesystem broker, which belong on a developer's machine, not on servers.
+for _name, _why in [
+    ("DATABASE_URL", "point it at your PostgreSQL server"),
+    ("CELERY_BROKER_URL", "point it at your Redis or RabbitMQ server, shared by web and workers"),
+    ("ALLOWED_HOSTS", "list the host names the site answers to, comma-separated"),
+]:
+    if not os.environ.get(_name):
+        raise ImproperlyConfigured(f"{_name} is required in production: {_why}.")
+os.environ.setdefault("DEBUG", "false")
+
+from .base import *  # noqa: E402, F403
+from .base import INSECURE_DEV_SECRET_KEY, SECRET_KEY, env  # noqa: E402
 
 if not SECRET_KEY or SECRET_KEY == INSECURE_DEV_SECRET_KEY or SECRET_KEY.startswith("django-insecure"):
     raise ImproperlyConfigured(
@@ -12,10 +25,7 @@ if not SECRET_KEY or SECRET_KEY == INSECURE_DEV_SECRET_KEY or SECRET_KEY.startsw
     )
 if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
     raise ImproperlyConfigured("SECRET_KEY is too short: use at least 50 random characters.")
-if not env.str("DATABASE_URL", default=""):
-    raise ImproperlyConfigured("DATABASE_URL is required in production: point it at your PostgreSQL server.")
 
-DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 
 STORAGES = {
@@ -26,6 +36,8 @@ WHITENOISE_USE_FINDERS = False
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# Load balancers and uptime monitors probe over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)

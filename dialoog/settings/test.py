@@ -15,7 +15,6 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(exist_ok=True)
-LANGUAGE_CODE = "nl"
 # Tests that start a real worker use a broker folder of their own, apart from `make run`'s.
 if CELERY_BROKER_URL.startswith("filesystem://") and not env.str("CELERY_BROKER_DIR", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_RESULT_BACKEND = filesystem_broker(VAR_DIR / "test-broker")

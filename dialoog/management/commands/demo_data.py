@@ -1,5 +1,6 @@
 import datetime as dt
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dialoog.demo import DEMO_PASSWORD, DEMO_USERS, MAX_CONTACTS, MAX_SEED, demo_load
@@ -15,13 +16,23 @@ class Command(BaseCommand):
         parser.add_argument("--contacts", type=int, default=1000, help="Number of customers (default 1000).")
         parser.add_argument("--seed", type=int, default=1, help="Seed: the same seed gives the same customers.")
         parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Load it although DEBUG is off. The demo users have a published password: never on a real site.",
+        )
+        parser.add_argument(
             "--as-of",
             type=dt.date.fromisoformat,
             default=None,
             help="Date the history ends on (YYYY-MM-DD, default today).",
         )
 
-    def handle(self, *args, contacts, seed, as_of, **options):
+    def handle(self, *args, contacts, seed, as_of, force, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "Demo data makes users whose password is published in the README, so it is only loaded "
+                "with DEBUG on (development). Pass --force to load it anyway, never on a real site."
+            )
         if not 0 <= contacts <= MAX_CONTACTS:
             raise CommandError(f"--contacts must be between 0 and {MAX_CONTACTS}.")
         if not 0 <= seed <= MAX_SEED:

@@ -1,6 +1,7 @@
 """`make run`: everything Dialoog needs, in the foreground, stopped together by Ctrl-C."""
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,6 +18,25 @@ from dialoog.demo import DEMO_PASSWORD, DEMO_USERS
 from dialoog.tasks import ping
 
 STOP_GRACE_SECONDS = 15
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()  # looked up now: nothing may be imported between fork and exec
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when `manage.py run` dies."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -31,10 +51,36 @@ class Command(BaseCommand):
 
     def handle(self, *args, port, demo_contacts, **options):
         self.stopping = threading.Event()
+        self.children = {}
         call_command("migrate", interactive=False, verbosity=1)
-        call_command("demo_data", contacts=demo_contacts, seed=1)
+        if settings.DEBUG:
+            call_command("demo_data", contacts=demo_contacts, seed=1)
+        else:
+            self.stdout.write("DEBUG is off: no demo data loaded.")
         connections.close_all()
 
+        # From here on Ctrl-C (SIGINT), SIGTERM and a closed terminal stop everything in order.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        failed = None
+        try:
+            self._start_children(port)
+            self._banner(port)
+            threading.Thread(target=self._ping_worker, daemon=True).start()
+            while not self.stopping.is_set():
+                for name, child in self.children.items():
+                    if child.poll() is not None:
+                        failed = name
+                        self.stopping.set()
+                self.stopping.wait(0.5)
+        finally:
+            self._stop_children()
+        if failed:
+            self.stderr.write(f"The {failed} process stopped (exit code {self.children[failed].returncode}).")
+            sys.exit(1)
+        self.stdout.write("Dialoog stopped.")
+
+    def _start_children(self, port):
         env = {
             **os.environ,
             # Children join this process's database (the embedded one included) and broker.
@@ -49,9 +95,11 @@ class Command(BaseCommand):
             "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2", "--hostname=worker@%h"],
             "beat": [*celery, "beat", "--loglevel=INFO"],
         }
-        self.children = {}
         for name, command in commands.items():
-            # Each child gets a session of its own: Ctrl-C reaches only us, and we stop them in order.
+            if self.stopping.is_set():
+                return
+            # Each child gets a session of its own: Ctrl-C reaches only us, and we stop them in
+            # order. Should we die without stopping them (kill -9), Linux sends them SIGTERM.
             child = subprocess.Popen(  # noqa: S603 - our own commands, no user input
                 command,
                 cwd=settings.BASE_DIR,
@@ -60,27 +108,10 @@ class Command(BaseCommand):
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # async-signal-safe: one prctl call
             )
             self.children[name] = child
             threading.Thread(target=self._relay, args=(name, child), daemon=True).start()
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, lambda *_: self.stopping.set())
-        self._banner(port)
-        threading.Thread(target=self._ping_worker, daemon=True).start()
-
-        failed = None
-        while not self.stopping.is_set():
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    failed = name
-                    self.stopping.set()
-            self.stopping.wait(0.5)
-        self._stop_children()
-        if failed:
-            self.stderr.write(f"The {failed} process stopped (exit code {self.children[failed].returncode}).")
-            sys.exit(1)
-        self.stdout.write("Dialoog stopped.")
 
     def _relay(self, name, child):
         for line in child.stdout:
@@ -114,6 +145,8 @@ class Command(BaseCommand):
         )
 
     def _stop_children(self):
+        if not self.children:
+            return
         self.stdout.write("\nStopping Dialoog...")
         for child in self.children.values():
             if child.poll() is None:
