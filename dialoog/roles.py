@@ -20,13 +20,17 @@ ALL_ACTIONS = ("add", "change", "delete", "view")
 READ = ("view",)
 OUR_APPS = ("audiences", "content", "goals", "campaigns")
 EVERYTHING = "*"
+SCHEDULES = ("intervalschedule", "crontabschedule", "clockedschedule", "solarschedule")
 
 # role -> rules of (app label, model name or "*", actions)
 ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     MARKETEER: [
         *[(app, EVERYTHING, ALL_ACTIONS) for app in OUR_APPS],
-        # Schedules (sends, goal measurements) are edited in the admin.
-        ("django_celery_beat", EVERYTHING, ALL_ACTIONS),
+        # Marketeers see the planned work and change *when* it runs (the schedules). Which task
+        # runs with which arguments stays with administrators: a periodic task can start any
+        # registered task, past the services and their checks.
+        ("django_celery_beat", EVERYTHING, READ),
+        *[("django_celery_beat", schedule, ALL_ACTIONS) for schedule in SCHEDULES],
     ],
     ANALYST: [
         *[(app, EVERYTHING, READ) for app in OUR_APPS],

@@ -17,10 +17,10 @@ from rest_framework.test import APIClient
 from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
 from tests.factories import UserFactory
 
-# Playwright's sync API keeps an event loop running in the main thread once a browser test
-# has started; Django would then refuse every ORM call of later tests as "async". The tests
-# are synchronous, so say so. Processes the tests start do not inherit it (clean_env).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's event loop stays in the main thread after them."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 def clean_env(**overrides) -> dict:
@@ -28,7 +28,13 @@ def clean_env(**overrides) -> dict:
     return {**env, **overrides}
 
 
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "/usr/bin/chromium")
+CHROMIUM_CANDIDATES = (
+    "chromium",
+    "chromium-browser",
+    "/usr/bin/chromium",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -156,8 +162,8 @@ def celery_worker(subprocess_env, tmp_path_factory):
 
 
 def _find_chromium() -> str | None:
-    for candidate in CHROMIUM_CANDIDATES:
-        found = shutil.which(candidate)
+    for candidate in (os.environ.get("CHROMIUM"), *CHROMIUM_CANDIDATES):
+        found = candidate and shutil.which(candidate)
         if found:
             return found
     return None
@@ -168,11 +174,23 @@ def browser_type_launch_args(browser_type_launch_args):
     """Launch the system Chromium: Playwright cannot download its own browser here."""
     chromium = _find_chromium()
     if chromium is None:
-        pytest.skip(
-            "No Chromium found for the browser tests. Install it: `sudo apt-get install chromium` "
-            "(Debian/Ubuntu) or `brew install --cask chromium` (macOS)."
+        message = (
+            "No Chromium found for the browser tests. Install it (`sudo apt-get install chromium` on "
+            "Debian/Ubuntu, `brew install --cask chromium` on macOS) or set CHROMIUM to its path."
         )
+        if os.environ.get("DIALOOG_REQUIRE_BROWSER"):
+            pytest.fail(message)  # CI: browser tests must run, not skip
+        pytest.skip(message)
     return {**browser_type_launch_args, "executable_path": chromium, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser(browser):
+    # Playwright's sync API keeps an event loop running in the main thread from here on, and
+    # Django would refuse every ORM call of the tests as "async". Browser tests run last and
+    # are synchronous; processes the tests start do not inherit this (clean_env).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    return browser
 
 
 @pytest.fixture(scope="session")

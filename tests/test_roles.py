@@ -18,6 +18,39 @@ def test_the_migration_creates_the_four_roles(db):
     assert "change_goal" not in groups[CALLCENTER_AGENT]
     assert {"view_contact", "add_event"} <= groups[CALLCENTER_AGENT]
     assert {"change_user", "change_group", "change_campaign"} <= groups[ADMINISTRATOR]
+    # Marketeers change when planned work runs, not which task runs.
+    assert {"change_crontabschedule", "add_intervalschedule", "view_periodictask"} <= groups[MARKETEER]
+    assert "change_periodictask" not in groups[MARKETEER]
+    assert "add_periodictask" not in groups[MARKETEER]
+
+
+def test_the_roles_migration_creates_the_groups_from_nothing(db):
+    import importlib
+
+    from django.apps import apps
+
+    Group.objects.all().delete()
+    migration = importlib.import_module("dialoog.migrations.0001_roles")
+
+    migration.create_roles(apps, schema_editor=None)
+
+    marketeer = Group.objects.get(name=MARKETEER)
+    assert marketeer.permissions.filter(codename="change_campaign").exists()
+    assert Group.objects.get(name=CALLCENTER_AGENT).permissions.filter(codename="view_contact").exists()
+
+
+def test_roles_are_set_to_what_the_code_says(db):
+    from django.apps import apps
+    from django.contrib.auth.models import Permission
+
+    from dialoog.roles import roles_sync
+
+    agent = Group.objects.get(name=CALLCENTER_AGENT)
+    agent.permissions.add(Permission.objects.get(codename="change_campaign"))
+
+    roles_sync(apps=apps)
+
+    assert not agent.permissions.filter(codename="change_campaign").exists()
 
 
 @pytest.mark.parametrize("role_fixture", ["agent", "analyst"])
