@@ -18,7 +18,8 @@ PRODUCTION_LIKE = {
 
 
 def run_manage(*args, env):
-    base = {k: v for k, v in clean_env().items() if k not in ("SECRET_KEY", "DATABASE_URL", "DEBUG")}
+    # Nothing of the test run's own environment (CI sets DATABASE_URL and CELERY_BROKER_URL).
+    base = {k: v for k, v in clean_env().items() if k not in {*PRODUCTION_LIKE, "DEBUG"}}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
