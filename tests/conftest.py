@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -14,7 +13,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
+from dialoog.roles import ANALYST, CALLCENTER_AGENT, MARKETEER
 from tests.factories import UserFactory
 
 
@@ -59,11 +58,6 @@ def analyst(db):
 @pytest.fixture
 def agent(db):
     return UserFactory(username="agent-test", role=CALLCENTER_AGENT)
-
-
-@pytest.fixture
-def administrator(db):
-    return UserFactory(username="administrator-test", role=ADMINISTRATOR)
 
 
 @pytest.fixture
@@ -211,6 +205,3 @@ def wait_until():
         raise AssertionError(f"Timed out after {timeout} s waiting for {message}")
 
     return wait
-
-
-REPO = Path(settings.BASE_DIR)

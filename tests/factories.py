@@ -4,7 +4,6 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from audiences.models import Contact, Identity
 from campaigns.models import Campaign
 from goals.models import Goal
 
@@ -40,20 +39,3 @@ class CampaignFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Campagne {n}")
     goal = factory.SubFactory(GoalFactory)
-
-
-class ContactFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Contact
-
-    first_name = "Anna"
-    last_name = factory.Sequence(lambda n: f"de Vries {n}")
-
-
-class IdentityFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Identity
-
-    contact = factory.SubFactory(ContactFactory)
-    kind = Identity.Kind.EMAIL
-    value = factory.Sequence(lambda n: f"klant{n}@example.nl")
