@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -28,10 +29,21 @@ class Contact(TimeStampedModel):
     locale = models.CharField(_("language"), max_length=10, default="nl")
     timezone = models.CharField(_("time zone"), max_length=64, blank=True)
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
+    erased_at = models.DateTimeField(
+        _("erased at"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Erased on request (GDPR): personal data removed, events kept anonymised for totals."),
+    )
 
     class Meta:
         verbose_name = _("contact")
         verbose_name_plural = _("contacts")
+        indexes = [
+            # The contact admin's default order, newest first, without sorting a million rows.
+            models.Index(fields=["-created_at"], name="contact_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}".strip() or str(self.contact_key)
@@ -50,7 +62,8 @@ class Identity(models.Model):
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="identities", verbose_name=_("contact"))
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
-    value = models.CharField(_("value"), max_length=255)
+    value = models.CharField(_("value"), max_length=255, help_text=_("Normalised: e-mail lower case, phone in E.164."))
+    source = models.CharField(_("source"), max_length=100, blank=True, help_text=_("Where it was first seen."))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -59,6 +72,10 @@ class Identity(models.Model):
         constraints = [
             # Identity resolution looks contacts up by (kind, value); one owner per identity.
             models.UniqueConstraint(fields=["kind", "value"], name="identity_unique_per_kind"),
+        ]
+        indexes = [
+            # A contact's identities (profile, merge, "has a phone number" in segments).
+            models.Index(fields=["contact", "kind"], name="identity_contact_kind_idx"),
         ]
 
     def __str__(self) -> str:
@@ -94,6 +111,33 @@ class ConsentChange(models.Model):
         return f"{self.get_channel_display()}: {self.get_status_display()}"
 
 
+class Consent(models.Model):
+    """The current consent of a contact for a channel: the newest ConsentChange, kept beside the
+    history by the consent service so that "may we mail this contact?" is one indexed lookup."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents", verbose_name=_("contact"))
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    status = models.CharField(_("status"), max_length=16, choices=ConsentChange.Status.choices)
+    changed_at = models.DateTimeField(_("changed at"))
+    change = models.ForeignKey(
+        ConsentChange, on_delete=models.CASCADE, related_name="+", verbose_name=_("consent change")
+    )
+
+    class Meta:
+        verbose_name = _("current consent")
+        verbose_name_plural = _("current consents")
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "channel"], name="consent_one_per_channel"),
+        ]
+        indexes = [
+            # Segments and sends: every contact with consent for a channel, as one index scan.
+            models.Index(fields=["channel", "status", "contact"], name="consent_channel_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()}: {self.get_status_display()}"
+
+
 class Event(models.Model):
     """Something a contact did or that happened to them: a purchase, a call, an email opened."""
 
@@ -104,6 +148,7 @@ class Event(models.Model):
         EMAIL_CLICKED = "email_clicked", _("Email clicked")
         CALL_OUTCOME = "call_outcome", _("Call outcome")
         NPS_RESPONSE = "nps_response", _("NPS response")
+        SATISFACTION_RESPONSE = "satisfaction_response", _("Satisfaction response")
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events", verbose_name=_("contact"))
     type = models.CharField(_("type"), max_length=64, choices=Type.choices)
@@ -125,9 +170,214 @@ class Event(models.Model):
         verbose_name = _("event")
         verbose_name_plural = _("events")
         indexes = [
-            # Event conditions of segments and KPIs: a contact's events of a type in a window.
+            # A contact's timeline, and event conditions evaluated per contact.
             models.Index(fields=["contact", "type", "-occurred_at"], name="event_contact_type_time_idx"),
+            # Event conditions of segments and KPIs over everyone: the events of a type in a
+            # window, with what the aggregates need, read from the index alone.
+            models.Index(
+                fields=["type", "occurred_at"], include=["contact", "value"], name="event_type_time_idx"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_type_display()} {self.occurred_at:%Y-%m-%d}"
+
+
+class Score(models.Model):
+    """A numeric insight on the profile (churn risk, lifetime value), refreshed by its model.
+    Segments filter on any score by name."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="scores", verbose_name=_("contact"))
+    name = models.SlugField(_("name"), max_length=64)
+    value = models.FloatField(_("value"))
+    computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("score")
+        verbose_name_plural = _("scores")
+        constraints = [models.UniqueConstraint(fields=["contact", "name"], name="score_one_per_name")]
+        indexes = [
+            # Score thresholds in segments: everyone above or below a value of one score.
+            models.Index(fields=["name", "value"], name="score_name_value_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value:g}"
+
+
+class ContactMerge(models.Model):
+    """Two contacts found to be one person. Records everything the merge moved and changed, so
+    that unmerge restores both contacts exactly."""
+
+    survivor = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="merges", verbose_name=_("surviving contact")
+    )
+    absorbed_key = models.UUIDField(_("merged contact key"), db_index=True)
+    absorbed = models.JSONField(_("merged contact"), help_text=_("The merged contact's own fields, as they were."))
+    survivor_before = models.JSONField(_("surviving contact before"), default=dict)
+    moved = models.JSONField(_("moved"), default=dict, help_text=_("Ids of the rows moved, per kind."))
+    added = models.JSONField(_("added"), default=dict, help_text=_("Ids of the rows the merge added, per kind."))
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    merged_at = models.DateTimeField(_("merged at"), default=timezone.now)
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    unmerged_at = models.DateTimeField(_("unmerged at"), null=True, blank=True)
+    unmerged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("merge")
+        verbose_name_plural = _("merges")
+        ordering = ["-merged_at"]
+
+    def __str__(self) -> str:
+        return f"{self.absorbed_key} → {self.survivor_id}"
+
+
+class PrivacyRequest(models.Model):
+    """The log of GDPR requests carried out: exports and erasures."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export", _("Export")
+        ERASURE = "erasure", _("Erasure")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    contact_key = models.UUIDField(_("contact key"), db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    carried_out_at = models.DateTimeField(_("carried out at"), default=timezone.now)
+    note = models.CharField(_("note"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("privacy request")
+        verbose_name_plural = _("privacy requests")
+        ordering = ["-carried_out_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.contact_key}"
+
+
+class Segment(TimeStampedModel):
+    """A group of contacts: dynamic (rules, evaluated when used) or static (a list)."""
+
+    class Kind(models.TextChoices):
+        DYNAMIC = "dynamic", _("Dynamic (rules)")
+        STATIC = "static", _("Static (list)")
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
+    rules = models.JSONField(
+        _("rules"), default=dict, blank=True, help_text=_("The rule tree, versioned JSON (dynamic segments).")
+    )
+    cached_count = models.PositiveIntegerField(_("count"), null=True, blank=True, editable=False)
+    counted_at = models.DateTimeField(_("counted at"), null=True, blank=True, editable=False)
+    snapshot_of = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="snapshots",
+        verbose_name=_("snapshot of"),
+        help_text=_("The dynamic segment this list was frozen from."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMember(models.Model):
+    """A contact on a static segment's list."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members", verbose_name=_("segment"))
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="segment_memberships", verbose_name=_("contact")
+    )
+    added_at = models.DateTimeField(_("added at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("segment member")
+        verbose_name_plural = _("segment members")
+        constraints = [models.UniqueConstraint(fields=["segment", "contact"], name="segment_member_once")]
+        indexes = [
+            # A contact's memberships (profile, merge).
+            models.Index(fields=["contact"], name="segment_member_contact_idx"),
+        ]
+
+
+class Import(TimeStampedModel):
+    """A file of contacts or events brought in, with its progress and the rows it refused."""
+
+    class Kind(models.TextChoices):
+        CONTACTS = "contacts", _("Contacts")
+        EVENTS = "events", _("Events")
+
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", _("Uploaded")
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.UPLOADED)
+    file_name = models.CharField(_("file name"), max_length=255)
+    file_size = models.PositiveBigIntegerField(_("file size"), default=0)
+    # Kept in PostgreSQL, not on a disk: a worker on any machine can read it.
+    content = models.BinaryField(_("content"), editable=False)
+    mapping = models.JSONField(
+        _("column mapping"), default=dict, blank=True, help_text=_("Column in the file → field in Dialoog.")
+    )
+    source = models.CharField(
+        _("source"), max_length=100, blank=True, help_text=_("Recorded on identities and consents.")
+    )
+    total_rows = models.PositiveIntegerField(_("rows"), null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(_("rows processed"), default=0)
+    created_count = models.PositiveIntegerField(_("created"), default=0)
+    updated_count = models.PositiveIntegerField(_("updated"), default=0)
+    unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
+    rejected_count = models.PositiveIntegerField(_("rejected"), default=0)
+    merged_count = models.PositiveIntegerField(_("merged"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.file_name}"
+
+
+class ImportRejectedRow(models.Model):
+    """A row an import could not take: its line in the file, why, and the row as it was."""
+
+    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="rejected_rows")
+    line_number = models.PositiveIntegerField(_("line"))
+    reason = models.TextField(_("reason"))
+    row = models.JSONField(_("row"), default=dict, help_text=_("Column → value, as in the file."))
+
+    class Meta:
+        verbose_name = _("rejected row")
+        verbose_name_plural = _("rejected rows")
+        ordering = ["import_run", "line_number"]
+        indexes = [models.Index(fields=["import_run", "line_number"], name="import_rejected_line_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.line_number}: {self.reason}"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import Count
 from django.utils import timezone
 
-from audiences.selectors import contact_count_estimate
+from audiences.selectors.contacts import contact_count_estimate
 from campaigns.models import Campaign
 from goals.models import Goal
 

@@ -1,0 +1,3 @@
+"""The audiences admin, one module per subject: contacts, segments, imports."""
+
+from audiences.admin import contacts, imports, segments  # noqa: F401 - registers the model admins

@@ -1,0 +1,2 @@
+"""Writes and workflows of the audiences app, one module per subject: contacts (identity
+resolution, merge, GDPR), consents, events, segments and imports."""
