@@ -3,7 +3,9 @@ import datetime as dt
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
+from audiences.models import Contact, Event, Identity, Segment
 from campaigns.models import Campaign
 from goals.models import Goal
 
@@ -39,3 +41,38 @@ class CampaignFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Campagne {n}")
     goal = factory.SubFactory(GoalFactory)
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    first_name = factory.Faker("first_name", locale="nl_NL")
+    last_name = factory.Faker("last_name", locale="nl_NL")
+
+
+class IdentityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Identity
+
+    contact = factory.SubFactory(ContactFactory)
+    kind = Identity.Kind.EMAIL
+    value = factory.Sequence(lambda n: f"klant{n}@example.nl")
+
+
+class EventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Event
+
+    contact = factory.SubFactory(ContactFactory)
+    type = Event.Type.PURCHASE
+    occurred_at = factory.LazyFunction(timezone.now)
+    external_id = factory.Sequence(lambda n: f"test-event-{n}")
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    rules = factory.LazyFunction(lambda: {"version": 1, "root": {"all": [{"consent": "email", "status": "granted"}]}})
