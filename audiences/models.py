@@ -209,8 +209,14 @@ class ContactMerge(models.Model):
     """Two contacts found to be one person. Records everything the merge moved and changed, so
     that unmerge restores both contacts exactly."""
 
+    # No database constraint: when the survivor is later merged into a third contact, this
+    # record must stay (unmerge that later merge first, then this one).
     survivor = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="merges", verbose_name=_("surviving contact")
+        Contact,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="merges",
+        verbose_name=_("surviving contact"),
     )
     absorbed_key = models.UUIDField(_("merged contact key"), db_index=True)
     absorbed = models.JSONField(_("merged contact"), help_text=_("The merged contact's own fields, as they were."))
@@ -314,6 +320,9 @@ class SegmentMember(models.Model):
             # A contact's memberships (profile, merge).
             models.Index(fields=["contact"], name="segment_member_contact_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id}: {self.contact_id}"
 
 
 class Import(TimeStampedModel):
