@@ -4,11 +4,15 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from audiences.api import ContactViewSet, EventViewSet, MergeViewSet
 from campaigns.api import CampaignViewSet
 from dialoog.views import healthz
 from goals.api import GoalViewSet
 
 router = DefaultRouter()
+router.register("contacts", ContactViewSet, basename="contact")
+router.register("merges", MergeViewSet, basename="merge")
+router.register("events", EventViewSet, basename="event")
 router.register("goals", GoalViewSet, basename="goal")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 

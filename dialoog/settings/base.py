@@ -223,6 +223,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Several serializers have a field called "type": name each set of choices after its meaning.
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "audiences.models.Event.Type",
+        "ErrorTypeEnum": ["validation_error", "client_error", "server_error"],
+    },
 }
 
 # --- Logging ------------------------------------------------------------------------------
