@@ -1,4 +1,5 @@
 import datetime as dt
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -9,7 +10,8 @@ from dialoog.demo import DEMO_PASSWORD, DEMO_USERS, MAX_CONTACTS, MAX_SEED, demo
 class Command(BaseCommand):
     help = (
         "Load a believable Dutch webshop: demo users for each role, goals, a campaign and N customers "
-        "with identities, consents and purchases. Deterministic for a seed; running it again adds nothing."
+        "with identities from several systems, consent histories and a few years of events "
+        "(purchases, page views, newsletters, calls, surveys). Deterministic for a seed; running it again adds nothing."
     )
 
     def add_arguments(self, parser):
@@ -37,10 +39,20 @@ class Command(BaseCommand):
             raise CommandError(f"--contacts must be between 0 and {MAX_CONTACTS}.")
         if not 0 <= seed <= MAX_SEED:
             raise CommandError(f"--seed must be between 0 and {MAX_SEED}.")
-        result = demo_load(contacts=contacts, seed=seed, as_of=as_of)
+        started = time.monotonic()
+        reported = [0]
+
+        def progress(done: int, total: int) -> None:
+            # A large load tells how far it is, about every tenth; a small one stays quiet.
+            if total >= 50_000 and done * 10 // total > reported[0]:
+                reported[0] = done * 10 // total
+                self.stderr.write(f"{done:,} of {total:,} contacts ({time.monotonic() - started:.0f} s)")
+
+        result = demo_load(contacts=contacts, seed=seed, as_of=as_of, progress=progress)
         self.stdout.write(
             f"Demo data (seed {seed}): {result.contacts_created} contacts, {result.identities_created} identities, "
-            f"{result.consents_created} consent changes and {result.events_created} events added."
+            f"{result.consents_created} consent changes and {result.events_created} events added "
+            f"in {time.monotonic() - started:.1f} s."
         )
         for username in result.users_created:
             self.stdout.write(f"Created demo user {username!r} with password {DEMO_PASSWORD!r}.")
