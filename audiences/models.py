@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -43,6 +44,8 @@ class Contact(TimeStampedModel):
         indexes = [
             # The contact admin's default order, newest first, without sorting a million rows.
             models.Index(fields=["-created_at"], name="contact_created_idx"),
+            # The admin's search by last name, whatever its case.
+            models.Index(Upper("last_name"), name="contact_last_name_idx"),
         ]
 
     def __str__(self) -> str:
