@@ -265,6 +265,11 @@ class _Calendar:
         return f"{prefix}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}{offset}"
 
 
+@lru_cache(maxsize=4)
+def _calendar(as_of: dt.date) -> _Calendar:
+    return _Calendar(as_of, timezone.get_default_timezone())
+
+
 def _person(rng: random.Random, pools, as_of: dt.date) -> dict:
     first_names, last_names, streets, cities = pools
     first, first_slug = first_names[int(rng.random() * len(first_names))]
@@ -605,8 +610,7 @@ def demo_truth(*, seed: int, index: int, as_of: dt.date | None = None) -> dict:
     """What the generator meant for contact `index`: churned or not (and when it stopped), its favourite
     categories, its purchase rate, its source and twin. For measuring models against the truth."""
     as_of = as_of or timezone.localdate()
-    calendar = _Calendar(as_of, timezone.get_default_timezone())
-    return _build_contact(seed, index, calendar, _pools(seed)).truth
+    return _build_contact(seed, index, _calendar(as_of), _pools(seed)).truth
 
 
 def _demo_users() -> list[str]:
@@ -725,7 +729,7 @@ def demo_load(
         result.users_created = _demo_users()
         _demo_goals_and_campaigns(as_of)
 
-    calendar = _Calendar(as_of, timezone.get_default_timezone())
+    calendar = _calendar(as_of)
     pools = _pools(seed)
 
     def build(indexes: list[int]) -> list[_Built]:
