@@ -85,7 +85,7 @@ def _attribute_keys() -> list[dict[str, Any]]:
     # The newest contacts come from contact_created_idx; jsonb_each over 5,000 small objects.
     sample = f"""
         SELECT attributes AS obj FROM {contacts}
-        WHERE jsonb_typeof(attributes) = 'object'
+        WHERE jsonb_typeof(attributes) = 'object' AND attributes <> '{{}}'::jsonb
         ORDER BY created_at DESC
         LIMIT %s
     """  # noqa: S608 - table names from the models, values as parameters
@@ -102,7 +102,7 @@ def _event_properties() -> dict[str, list[dict[str, Any]]]:
         FROM unnest(%s::text[]) AS types(event_type)
         CROSS JOIN LATERAL (
             SELECT properties FROM {events}
-            WHERE type = types.event_type AND jsonb_typeof(properties) = 'object'
+            WHERE type = types.event_type AND jsonb_typeof(properties) = 'object' AND properties <> '{{}}'::jsonb
             ORDER BY occurred_at DESC
             LIMIT %s
         ) AS newest
