@@ -179,6 +179,7 @@
         this.parseError.textContent = this.t("json_parse_error").replace("%s", error.message);
         this.parseError.hidden = false;
         this.clearPreview(this.t("fix_json"));
+        if (initial) this.showTab("json"); // the form came back with JSON that does not parse
         return;
       }
       this.parseError.hidden = true;
@@ -263,7 +264,8 @@
     }
 
     isEmpty() {
-      return !this.model || (this.model.t === "group" && this.model.children.length === 0);
+      // Rules the builder cannot show still go to the server, which names what is wrong.
+      return Boolean(this.model) && this.model.children.length === 0;
     }
 
     // --- defaults -------------------------------------------------------------------------
