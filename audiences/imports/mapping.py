@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from audiences.identities import InvalidIdentity, normalise_identity
+from audiences.identities import MAX_LENGTH, InvalidIdentity, normalise_email, normalise_phone
 from audiences.imports.reading import parse_boolean, parse_date, parse_datetime, parse_decimal
 from audiences.models import Channel, ConsentChange, Event, Identity
 
@@ -212,6 +212,9 @@ class ParsedRow:
     attributes: dict  # attributes (contacts) or properties (events)
     consents: dict[str, str]  # channel → granted/withdrawn
     errors: list[str]
+    # No backslash, tab, line break, quote or control character anywhere in the row: its values
+    # (and their JSON) can be written to COPY without escaping.
+    raw_is_plain: bool = False
 
 
 def _typed(value_type: str, text: str):
@@ -233,6 +236,28 @@ def _consent(text: str) -> str:
         return GRANTED if parse_boolean(word) else WITHDRAWN
     except ValueError:
         raise ValueError(f"{text.strip()!r} is not a consent (ja/nee, granted/withdrawn, 1/0)") from None
+
+
+def _normalise_id(text: str) -> str:
+    value = text.strip()
+    if len(value) > MAX_LENGTH:
+        raise InvalidIdentity(f"longer than {MAX_LENGTH} characters")
+    return value
+
+
+def _checked(normalise):
+    def checked(text: str) -> str:
+        value = normalise(text)
+        if len(value) > MAX_LENGTH:
+            raise InvalidIdentity(f"longer than {MAX_LENGTH} characters")
+        return value
+
+    return checked
+
+
+# What `identities.normalise_identity` does per kind, without its per-call checks of the kind
+# (done once, in build_plan): the row loop's hottest call.
+_NORMALISERS = {Identity.Kind.EMAIL.value: _checked(normalise_email), Identity.Kind.PHONE.value: normalise_phone}
 
 
 def parse_row(plan: Plan, line: int, values: list[str]) -> ParsedRow:
@@ -257,7 +282,7 @@ def parse_row(plan: Plan, line: int, values: list[str]) -> ParsedRow:
             identities.append(None)
             continue
         try:
-            identities.append(normalise_identity(kind, text))
+            identities.append(_NORMALISERS.get(kind, _normalise_id)(text))
         except InvalidIdentity as error:
             errors.append(f"{column}: {error}")
             identities.append(None)
@@ -274,6 +299,9 @@ def parse_row(plan: Plan, line: int, values: list[str]) -> ParsedRow:
     for index, column, key, value_type in plan.attribute_columns:
         text = values[index].strip()
         if text:
+            if value_type == "text":
+                attributes[key] = text
+                continue
             try:
                 attributes[key] = _typed(value_type, text)
             except ValueError as error:
@@ -288,9 +316,11 @@ def parse_row(plan: Plan, line: int, values: list[str]) -> ParsedRow:
                 errors.append(f"{column}: {error}")
     if plan.kind == EVENTS:
         _parse_event(plan, values, fields, errors)
-    return ParsedRow(line, identities, fields, attributes, consents, errors)
+    plain = not _SPECIAL.search("".join(values))
+    return ParsedRow(line, identities, fields, attributes, consents, errors, plain)
 
 
+_SPECIAL = re.compile(r'[\\"\x00-\x1f]')
 _EVENT_TYPES = ", ".join(Event.Type.values)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,8 +72,11 @@ def _copy_text(value: str | None) -> str:
     return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder: dumps() builds one per call
+
+
 def _json(value: dict) -> str | None:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else None
+    return _ENCODER.encode(value) if value else None
 
 
 # --- Staging ------------------------------------------------------------------------------
@@ -111,6 +115,8 @@ def _stage_line(plan: Plan, row: ParsedRow) -> str:
         parts += [fields.get(name) for name in CONTACT_FIELDS]
         parts.append(_json(row.attributes))
         parts += [row.consents.get(channel) for channel in CHANNELS]
+    if row.raw_is_plain:
+        return "\t".join([NULL if part is None else part for part in parts]) + "\n"
     return "\t".join([_copy_text(part) for part in parts]) + "\n"
 
 
@@ -118,11 +124,13 @@ def _rejected_line(columns: list[str], line: int, reason: str, values: list[str]
     record = dict(zip(columns, values, strict=False))
     if len(values) > len(columns):
         record["(extra fields)"] = " | ".join(values[len(columns) :])
-    return f"{line}\t{_copy_text(reason)}\t{_copy_text(json.dumps(record, ensure_ascii=False))}\n"
+    return f"{line}\t{_copy_text(reason)}\t{_copy_text(_ENCODER.encode(record))}\n"
 
 
 def _execute(cursor, sql: str, params=None) -> int:
+    started = time.perf_counter()
     cursor.execute(sql, params)
+    logger.debug("%.3f s, %s rows: %s", time.perf_counter() - started, cursor.rowcount, sql[:90])
     return cursor.rowcount
 
 
@@ -184,8 +192,8 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
     """Resolve, merge and write the staged rows in one transaction; marks the import done."""
     source = import_run.source or "import"
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MERGE_LOCK])
-        cursor.execute("SET LOCAL work_mem = '256MB'")
+        _execute(cursor, "SELECT pg_advisory_xact_lock(%s)", [MERGE_LOCK])
+        _execute(cursor, "SET LOCAL work_mem = '256MB'")
         _resolve_identities(cursor, plan)
         _group_rows(cursor)
         counts.merged = _merge_contacts(cursor, import_run, user)
@@ -195,7 +203,8 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
             _write_events(cursor, counts)
         else:
             _write_contacts(cursor, plan, counts, source, import_run.file_name)
-        cursor.execute(
+        _execute(
+            cursor,
             "INSERT INTO audiences_importrejectedrow (import_run_id, line_number, reason, row)"
             " SELECT %s, line, reason, row FROM import_rejected ORDER BY line",
             [import_run.pk],
@@ -214,30 +223,32 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
             updated_at=timezone.now(),
         )
         for name in ("import_stage", "import_rejected", "import_ident", "import_link", "import_lab", "import_person"):
-            cursor.execute(f"DROP TABLE IF EXISTS {name}")
+            _execute(cursor, f"DROP TABLE IF EXISTS {name}")
     return counts
 
 
 def _resolve_identities(cursor, plan: Plan) -> None:
     """import_ident: each identity of each staged row, and the contact that owns it today."""
-    cursor.execute("ANALYZE import_stage")
+    _execute(cursor, "ANALYZE import_stage")
     selects = " UNION ALL ".join(
         f"SELECT line, '{kind}'::varchar AS kind, i{n} AS value FROM import_stage WHERE i{n} IS NOT NULL"  # noqa: S608 - internal column names and Identity.Kind values checked by build_plan
         for n, kind in enumerate(plan.identity_kinds)  # kinds are Identity.Kind values, checked by build_plan
     )
-    cursor.execute(
+    _execute(
+        cursor,
         "CREATE TEMP TABLE import_ident AS"  # noqa: S608 - internal names only
         " SELECT u.line, u.line AS grp, u.kind, u.value, i.contact_id AS owner"
         f" FROM ({selects}) u"
-        " LEFT JOIN audiences_identity i ON i.kind = u.kind AND i.value = u.value"
+        " LEFT JOIN audiences_identity i ON i.kind = u.kind AND i.value = u.value",
     )
-    cursor.execute("ANALYZE import_ident")
+    _execute(cursor, "ANALYZE import_ident")
 
 
 def _group_rows(cursor) -> None:
     """Rows that share an identity, or whose identities belong to the same contact, are one
     person. Only rows that share something take part (label propagation until stable)."""
-    cursor.execute(
+    _execute(
+        cursor,
         "CREATE TEMP TABLE import_link AS"
         " SELECT i.line, 'i' || i.kind || ':' || i.value AS key FROM import_ident i"
         " JOIN (SELECT kind, value FROM import_ident GROUP BY kind, value HAVING count(*) > 1) d"
@@ -246,10 +257,10 @@ def _group_rows(cursor) -> None:
         " SELECT i.line, 'c' || i.owner FROM import_ident i"
         " JOIN (SELECT owner FROM import_ident WHERE owner IS NOT NULL"
         "   GROUP BY owner HAVING count(DISTINCT line) > 1) d"
-        "   ON d.owner = i.owner"
+        "   ON d.owner = i.owner",
     )
-    cursor.execute("CREATE TEMP TABLE import_lab AS SELECT DISTINCT line, line AS grp FROM import_link")
-    cursor.execute("ALTER TABLE import_lab ADD PRIMARY KEY (line)")
+    _execute(cursor, "CREATE TEMP TABLE import_lab AS SELECT DISTINCT line, line AS grp FROM import_link")
+    _execute(cursor, "ALTER TABLE import_lab ADD PRIMARY KEY (line)")
     changed = 1
     while changed:
         changed = _execute(
@@ -260,18 +271,23 @@ def _group_rows(cursor) -> None:
             "   GROUP BY k.line)"
             " UPDATE import_lab l SET grp = m.grp FROM line_min m WHERE m.line = l.line AND m.grp < l.grp",
         )
-    cursor.execute("UPDATE import_stage s SET grp = l.grp FROM import_lab l WHERE l.line = s.line AND l.grp <> s.line")
-    cursor.execute("UPDATE import_ident i SET grp = l.grp FROM import_lab l WHERE l.line = i.line AND l.grp <> i.line")
+    _execute(
+        cursor, "UPDATE import_stage s SET grp = l.grp FROM import_lab l WHERE l.line = s.line AND l.grp <> s.line"
+    )
+    _execute(
+        cursor, "UPDATE import_ident i SET grp = l.grp FROM import_lab l WHERE l.line = i.line AND l.grp <> i.line"
+    )
 
 
 def _merge_contacts(cursor, import_run: Import, user) -> int:
     """A person whose rows carry identities of 2+ existing contacts: those contacts are one
     person. The oldest (lowest id) survives; the others are merged into it by the merge service."""
-    cursor.execute(
+    _execute(
+        cursor,
         "SELECT i.grp, min(i.line), array_agg(DISTINCT i.owner ORDER BY i.owner) FROM import_ident i"
         " JOIN (SELECT grp FROM import_ident WHERE owner IS NOT NULL GROUP BY grp HAVING min(owner) <> max(owner)) c"
         "   ON c.grp = i.grp"
-        " WHERE i.owner IS NOT NULL GROUP BY i.grp ORDER BY i.grp"
+        " WHERE i.owner IS NOT NULL GROUP BY i.grp ORDER BY i.grp",
     )
     conflicts = cursor.fetchall()
     if not conflicts:
@@ -297,7 +313,7 @@ def _build_persons(cursor, plan: Plan) -> None:
     """import_person: one row per person, with its contact (existing: the oldest owner; new: an
     id drawn from the contact sequence) and, for contacts, the values its rows bring (the last
     row with a value wins)."""
-    cursor.execute("SELECT pg_get_serial_sequence('audiences_contact', 'id')")
+    _execute(cursor, "SELECT pg_get_serial_sequence('audiences_contact', 'id')")
     sequence = cursor.fetchone()[0]
     owner = "(SELECT min(owner) FROM import_ident o WHERE o.grp = s.grp AND o.owner IS NOT NULL)"
     single_values = multi_values = ""
@@ -312,30 +328,33 @@ def _build_persons(cursor, plan: Plan) -> None:
             + [f"{last.format(f'c_{c}')}, max(s.line) FILTER (WHERE s.c_{c} IS NOT NULL)" for c in CHANNELS]
         )
     # The owner lookup goes through an aggregate of import_ident (hash join), not per row.
-    cursor.execute(
+    _execute(
+        cursor,
         "CREATE TEMP TABLE import_person AS"  # noqa: S608 - internal names only
         " SELECT s.grp, o.owner AS contact_id, o.owner IS NULL AS is_new, s.line AS last_line"
         f"{single_values}"
         " FROM import_stage s"
         " LEFT JOIN (SELECT grp, min(owner) AS owner FROM import_ident WHERE owner IS NOT NULL GROUP BY grp) o"
         "   ON o.grp = s.grp"
-        " WHERE s.grp = s.line AND NOT EXISTS (SELECT 1 FROM import_lab l WHERE l.line = s.line)"
+        " WHERE s.grp = s.line AND NOT EXISTS (SELECT 1 FROM import_lab l WHERE l.line = s.line)",
     )
-    cursor.execute(
+    _execute(
+        cursor,
         "INSERT INTO import_person"  # noqa: S608 - internal names only
         f" SELECT s.grp, {owner}, {owner} IS NULL, max(s.line){multi_values}"
-        " FROM import_stage s JOIN import_lab l ON l.line = s.line GROUP BY s.grp"
+        " FROM import_stage s JOIN import_lab l ON l.line = s.line GROUP BY s.grp",
     )
-    cursor.execute("UPDATE import_person SET contact_id = nextval(%s) WHERE contact_id IS NULL", [sequence])
-    cursor.execute("ALTER TABLE import_person ADD PRIMARY KEY (grp)")
+    _execute(cursor, "UPDATE import_person SET contact_id = nextval(%s) WHERE contact_id IS NULL", [sequence])
+    _execute(cursor, "ALTER TABLE import_person ADD PRIMARY KEY (grp)")
     if plan.kind != EVENTS:
-        cursor.execute(
+        _execute(
+            cursor,
             "UPDATE import_person p SET attrs = a.attrs FROM ("
             "  SELECT s.grp, jsonb_object_agg(e.key, e.value ORDER BY s.line) AS attrs"
             "  FROM import_stage s JOIN import_lab l ON l.line = s.line, jsonb_each(s.attrs) e GROUP BY s.grp"
-            ") a WHERE a.grp = p.grp"
+            ") a WHERE a.grp = p.grp",
         )
-    cursor.execute("ANALYZE import_person")
+    _execute(cursor, "ANALYZE import_person")
 
 
 def _insert_identities(cursor, source: str) -> int:
@@ -368,28 +387,31 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
         " FROM import_person WHERE is_new ORDER BY contact_id",
         [locale_default],
     )
-    cursor.execute("CREATE TEMP TABLE import_touched (contact_id bigint)")
+    _execute(cursor, "CREATE TEMP TABLE import_touched (contact_id bigint)")
     differs = " OR ".join(
         [f"(p.{name} IS NOT NULL AND p.{name} <> c.{name})" for name in CONTACT_FIELDS]
         + ["(p.attrs IS NOT NULL AND c.attributes || p.attrs <> c.attributes)"]
     )
-    cursor.execute(
+    _execute(
+        cursor,
         "WITH changed AS ("  # noqa: S608 - CONTACT_FIELDS only
         " UPDATE audiences_contact c SET"
         f"  {', '.join(f'{name} = coalesce(p.{name}, c.{name})' for name in CONTACT_FIELDS)},"
         "  attributes = c.attributes || coalesce(p.attrs, '{}'), updated_at = now()"
         f" FROM import_person p WHERE p.contact_id = c.id AND NOT p.is_new AND ({differs})"
         " RETURNING c.id)"
-        " INSERT INTO import_touched SELECT id FROM changed"
+        " INSERT INTO import_touched SELECT id FROM changed",
     )
     _insert_identities(cursor, source)
-    cursor.execute(
+    _execute(
+        cursor,
         "INSERT INTO import_touched SELECT p.contact_id FROM import_person p JOIN import_ident i ON i.grp = p.grp"
-        " WHERE NOT p.is_new AND i.owner IS NULL"
+        " WHERE NOT p.is_new AND i.owner IS NULL",
     )
     proof = f"Import {file_name}, line "
     for channel in CHANNELS:
-        cursor.execute(
+        _execute(
+            cursor,
             "WITH change AS ("  # noqa: S608 - Channel values only
             " INSERT INTO audiences_consentchange (contact_id, channel, status, source, proof, recorded_at)"
             f" SELECT p.contact_id, %s, p.c_{channel}, %s, %s || p.c_{channel}_line, now()"
@@ -406,12 +428,12 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
             " WHERE contact_id IN (SELECT contact_id FROM import_person WHERE NOT is_new)",
             [channel, source, proof, channel],
         )
-    cursor.execute("SELECT count(DISTINCT contact_id) FROM import_touched")
+    _execute(cursor, "SELECT count(DISTINCT contact_id) FROM import_touched")
     counts.updated = cursor.fetchone()[0]
-    cursor.execute("SELECT count(*) FROM import_person WHERE NOT is_new")
+    _execute(cursor, "SELECT count(*) FROM import_person WHERE NOT is_new")
     counts.unchanged = cursor.fetchone()[0] - counts.updated
     counts.contacts_created = counts.created
-    cursor.execute("DROP TABLE import_touched")
+    _execute(cursor, "DROP TABLE import_touched")
 
 
 def _write_event_contacts(cursor, counts: Counts, source: str) -> None:
