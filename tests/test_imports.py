@@ -513,3 +513,11 @@ def test_an_events_mapping_needs_a_type_and_a_date(db):
             content=b"email;type\njan@example.nl;purchase\n",
             mapping={"email": "identity:email", "type": "event:type"},
         )
+
+
+def test_the_same_number_in_two_phone_columns_is_one_identity(db):
+    run = run_file("email;telefoon;mobiel\njan@example.nl;0612345678;06-12345678\n")
+
+    assert (run.created_count, run.rejected_count) == (1, 0)
+    assert list(Identity.objects.filter(kind="phone").values_list("value", flat=True)) == ["+31612345678"]
+    assert run_file("email;telefoon;mobiel\njan@example.nl;0612345678;06-12345678\n").unchanged_count == 1

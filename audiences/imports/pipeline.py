@@ -251,12 +251,13 @@ def _group_rows(cursor) -> None:
         cursor,
         "CREATE TEMP TABLE import_link AS"
         " SELECT i.line, 'i' || i.kind || ':' || i.value AS key FROM import_ident i"
-        " JOIN (SELECT kind, value FROM import_ident GROUP BY kind, value HAVING count(*) > 1) d"
+        # min <> max: on two lines or more (hash aggregates; count(DISTINCT) would sort millions).
+        " JOIN (SELECT kind, value FROM import_ident GROUP BY kind, value HAVING min(line) <> max(line)) d"
         "   ON d.kind = i.kind AND d.value = i.value"
-        " UNION"
+        " UNION ALL"
         " SELECT i.line, 'c' || i.owner FROM import_ident i"
         " JOIN (SELECT owner FROM import_ident WHERE owner IS NOT NULL"
-        "   GROUP BY owner HAVING count(DISTINCT line) > 1) d"
+        "   GROUP BY owner HAVING min(line) <> max(line)) d"
         "   ON d.owner = i.owner",
     )
     _execute(cursor, "CREATE TEMP TABLE import_lab AS SELECT DISTINCT line, line AS grp FROM import_link")
@@ -331,21 +332,21 @@ def _build_persons(cursor, plan: Plan) -> None:
     _execute(
         cursor,
         "CREATE TEMP TABLE import_person AS"  # noqa: S608 - internal names only
-        " SELECT s.grp, o.owner AS contact_id, o.owner IS NULL AS is_new, s.line AS last_line"
+        " SELECT s.grp, coalesce(o.owner, nextval(%s)) AS contact_id, o.owner IS NULL AS is_new, s.line AS last_line"
         f"{single_values}"
         " FROM import_stage s"
         " LEFT JOIN (SELECT grp, min(owner) AS owner FROM import_ident WHERE owner IS NOT NULL GROUP BY grp) o"
         "   ON o.grp = s.grp"
         " WHERE s.grp = s.line AND NOT EXISTS (SELECT 1 FROM import_lab l WHERE l.line = s.line)",
+        [sequence],
     )
     _execute(
         cursor,
         "INSERT INTO import_person"  # noqa: S608 - internal names only
-        f" SELECT s.grp, {owner}, {owner} IS NULL, max(s.line){multi_values}"
+        f" SELECT s.grp, coalesce({owner}, nextval(%s)), {owner} IS NULL, max(s.line){multi_values}"
         " FROM import_stage s JOIN import_lab l ON l.line = s.line GROUP BY s.grp",
+        [sequence],
     )
-    _execute(cursor, "UPDATE import_person SET contact_id = nextval(%s) WHERE contact_id IS NULL", [sequence])
-    _execute(cursor, "ALTER TABLE import_person ADD PRIMARY KEY (grp)")
     if plan.kind != EVENTS:
         _execute(
             cursor,
@@ -384,7 +385,7 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
         " (id, contact_key, first_name, last_name, locale, timezone, attributes, erased_at, created_at, updated_at)"
         " SELECT contact_id, gen_random_uuid(), coalesce(first_name, ''), coalesce(last_name, ''),"
         "  coalesce(locale, %s), coalesce(timezone, ''), coalesce(attrs, '{}'), NULL, now(), now()"
-        " FROM import_person WHERE is_new ORDER BY contact_id",
+        " FROM import_person WHERE is_new",
         [locale_default],
     )
     _execute(cursor, "CREATE TEMP TABLE import_touched (contact_id bigint)")
@@ -444,7 +445,7 @@ def _write_event_contacts(cursor, counts: Counts, source: str) -> None:
         "INSERT INTO audiences_contact"
         " (id, contact_key, first_name, last_name, locale, timezone, attributes, erased_at, created_at, updated_at)"
         " SELECT contact_id, gen_random_uuid(), '', '', %s, '', '{}', NULL, now(), now()"
-        " FROM import_person WHERE is_new ORDER BY contact_id",
+        " FROM import_person WHERE is_new",
         [locale_default],
     )
     _insert_identities(cursor, source)
