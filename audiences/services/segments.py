@@ -116,7 +116,8 @@ def segment_snapshot(
         )
         snapshot.full_clean()
         snapshot.save()
-        count = _members_insert(segment=snapshot, contacts=contacts, now=now)
+        # A new list cannot hold anyone yet: no conflict to look for, which saves a probe per row.
+        count = _members_insert(segment=snapshot, contacts=contacts, now=now, new_list=True)
         snapshot.cached_count, snapshot.counted_at = count, now
         snapshot.save(update_fields=["cached_count", "counted_at"])
     return snapshot
@@ -226,15 +227,15 @@ def _contacts(contacts: QuerySet[Contact] | Iterable[Contact | int], include_era
     return chosen if include_erased else chosen.filter(erased_at__isnull=True)
 
 
-def _members_insert(*, segment: Segment, contacts: QuerySet[Contact], now: datetime) -> int:
+def _members_insert(*, segment: Segment, contacts: QuerySet[Contact], now: datetime, new_list: bool = False) -> int:
     """INSERT ... SELECT of the contacts' query onto the list, its parameters kept as parameters."""
     select, params = contacts.order_by().values("pk").query.sql_with_params()
     table = SegmentMember._meta.db_table
+    on_conflict = "" if new_list else " ON CONFLICT (segment_id, contact_id) DO NOTHING"
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (segment_id, contact_id, added_at)"  # noqa: S608 - our table, Django's SQL
-            f" SELECT %s, chosen.id, %s FROM ({select}) AS chosen (id)"
-            " ON CONFLICT (segment_id, contact_id) DO NOTHING",
+            f" SELECT %s, chosen.id, %s FROM ({select}) AS chosen (id){on_conflict}",
             [segment.pk, now, *params],
         )
         return cursor.rowcount
