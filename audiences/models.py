@@ -294,7 +294,12 @@ class Segment(TimeStampedModel):
         help_text=_("The dynamic segment this list was frozen from."),
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
     )
 
     class Meta:
@@ -307,11 +312,29 @@ class Segment(TimeStampedModel):
 
 
 class SegmentMember(models.Model):
-    """A contact on a static segment's list."""
+    """A contact on a static segment's list.
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members", verbose_name=_("segment"))
+    Snapshots write hundreds of thousands of these rows in one INSERT ... SELECT. Per-row
+    foreign-key triggers tripled that time, so the keys have no database constraint:
+    Django's cascade still removes the rows of a deleted segment or contact (contacts are
+    never deleted by raw SQL; they are merged or erased through the services).
+    """
+
+    segment = models.ForeignKey(
+        Segment,
+        on_delete=models.CASCADE,
+        related_name="members",
+        verbose_name=_("segment"),
+        db_index=False,  # served by segment_member_once
+        db_constraint=False,
+    )
     contact = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="segment_memberships", verbose_name=_("contact")
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="segment_memberships",
+        verbose_name=_("contact"),
+        db_index=False,  # served by segment_member_contact_idx
+        db_constraint=False,
     )
     added_at = models.DateTimeField(_("added at"), default=timezone.now)
 
