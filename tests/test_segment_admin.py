@@ -265,8 +265,11 @@ def test_saving_refuses_a_segment_that_refers_to_itself(english_client, marketee
     assert segment.rules == EMAIL_GRANTED
 
 
-def test_changing_the_rules_makes_the_cached_count_stale(english_client, marketeer):
-    segment = SegmentFactory(name="Tuinkopers", cached_count=12, counted_at=timezone.now())
+def test_saving_new_rules_counts_the_segment_again(english_client, marketeer):
+    long_ago = timezone.now() - dt.timedelta(days=3)
+    segment = SegmentFactory(name="Tuinkopers", cached_count=12, counted_at=long_ago)
+    texter = ContactFactory()
+    consent_record(contact=texter, channel="sms", status="granted", source="app")
     rules = {"version": 1, "root": {"all": [{"consent": "sms", "status": "granted"}]}}
 
     response = english_client(marketeer).post(
@@ -276,7 +279,8 @@ def test_changing_the_rules_makes_the_cached_count_stale(english_client, markete
 
     assert response.status_code == 302
     segment.refresh_from_db()
-    assert (segment.rules, segment.description, segment.cached_count) == (rules, "Per sms", None)
+    assert (segment.rules, segment.description, segment.cached_count) == (rules, "Per sms", 1)
+    assert segment.counted_at > long_ago
 
 
 def test_the_change_form_embeds_the_builder_with_its_options_and_translatable_labels(client, marketeer):
