@@ -63,7 +63,13 @@ class Identity(models.Model):
         CRM_ID = "crm_id", _("CRM id")
         DEVICE_ID = "device_id", _("Device id")
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="identities", verbose_name=_("contact"))
+    contact = models.ForeignKey(
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="identities",
+        verbose_name=_("contact"),
+        db_index=False,  # served by identity_contact_kind_idx
+    )
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     value = models.CharField(_("value"), max_length=255, help_text=_("Normalised: e-mail lower case, phone in E.164."))
     source = models.CharField(_("source"), max_length=100, blank=True, help_text=_("Where it was first seen."))
@@ -94,7 +100,11 @@ class ConsentChange(models.Model):
         WITHDRAWN = "withdrawn", _("Withdrawn")
 
     contact = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="consent_changes", verbose_name=_("contact")
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="consent_changes",
+        verbose_name=_("contact"),
+        db_index=False,  # served by consent_current_idx
     )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
@@ -118,7 +128,13 @@ class Consent(models.Model):
     """The current consent of a contact for a channel: the newest ConsentChange, kept beside the
     history by the consent service so that "may we mail this contact?" is one indexed lookup."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents", verbose_name=_("contact"))
+    contact = models.ForeignKey(
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="consents",
+        verbose_name=_("contact"),
+        db_index=False,  # served by consent_one_per_channel
+    )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     status = models.CharField(_("status"), max_length=16, choices=ConsentChange.Status.choices)
     changed_at = models.DateTimeField(_("changed at"))
@@ -153,7 +169,13 @@ class Event(models.Model):
         NPS_RESPONSE = "nps_response", _("NPS response")
         SATISFACTION_RESPONSE = "satisfaction_response", _("Satisfaction response")
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events", verbose_name=_("contact"))
+    contact = models.ForeignKey(
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=_("contact"),
+        db_index=False,  # served by event_contact_type_time_idx
+    )
     type = models.CharField(_("type"), max_length=64, choices=Type.choices)
     occurred_at = models.DateTimeField(_("occurred at"))
     properties = models.JSONField(_("properties"), default=dict, blank=True)
@@ -190,7 +212,13 @@ class Score(models.Model):
     """A numeric insight on the profile (churn risk, lifetime value), refreshed by its model.
     Segments filter on any score by name."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="scores", verbose_name=_("contact"))
+    contact = models.ForeignKey(
+        Contact,
+        on_delete=models.CASCADE,
+        related_name="scores",
+        verbose_name=_("contact"),
+        db_index=False,  # served by score_one_per_name
+    )
     name = models.SlugField(_("name"), max_length=64)
     value = models.FloatField(_("value"))
     computed_at = models.DateTimeField(_("computed at"), default=timezone.now)

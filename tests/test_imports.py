@@ -224,7 +224,7 @@ def test_every_parse_error_names_its_column():
     row = parse_row(plan, 7, ["jan(at)example.nl", "0612", "31-02-1980", "veel", "misschien"])
     assert row.errors == [
         "email: 'jan(at)example.nl' is not an e-mail address",
-        "telefoon: '0612' is not a possible phone number",
+        "telefoon: '0612' is not a valid phone number",
         "geboortedatum: '31-02-1980' is not a date that exists (day-month-year)",
         "punten: 'veel' is not a number",
         "optin: 'misschien' is not a consent (ja/nee, granted/withdrawn, 1/0)",
@@ -358,7 +358,7 @@ def test_bad_rows_are_kept_with_line_and_reason_and_good_rows_go_in(db):
     rejected = list(ImportRejectedRow.objects.filter(import_run=run).values_list("line_number", "reason"))
     assert rejected == [
         (3, "email: 'geen-email' is not an e-mail address"),
-        (4, "telefoon: '0612' is not a possible phone number"),
+        (4, "telefoon: '0612' is not a valid phone number"),
         (5, "the row has 4 fields where the header has 3 (check the delimiter and the quotes on this line)"),
         (6, "no contact identity: map a column to e-mail, phone or customer number (this row has none)"),
         (7, "geboortedatum: '31-02-1990' is not a date that exists (day-month-year)"),
