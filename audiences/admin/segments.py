@@ -24,7 +24,7 @@ from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, npgettext
 from django.utils.translation import gettext_lazy as _
 
 from audiences.identities import InvalidIdentity, normalise_identity
@@ -487,7 +487,7 @@ class SegmentAdmin(admin.ModelAdmin):
         return JsonResponse(
             {
                 "count": count,
-                "count_label": ngettext("contact", "contacts", count),
+                "count_label": npgettext("segment count", "contact", "contacts", count),
                 "sample": [
                     {
                         "contact_key": str(contact.contact_key),
