@@ -8,13 +8,15 @@ default region NL), other ids are trimmed. Pure code, no I/O.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import phonenumbers
 
 from audiences.models import Identity
 
 DEFAULT_PHONE_REGION = "NL"
-MAX_LENGTH = Identity._meta.get_field("value").max_length
+# The stubs type any max_length as optional; this CharField has one.
+MAX_LENGTH = cast(int, Identity._meta.get_field("value").max_length)
 
 # Deliberately simple: one @, no spaces, a dot in the domain. Mail servers decide the rest.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")

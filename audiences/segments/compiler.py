@@ -80,7 +80,7 @@ ISO_DATE_SQL_PATTERN = (
 
 ANNIVERSARY = "anniversary_within_days"
 _JSON = JSONField()
-_TEXT = TextField()
+_TEXT: TextField[str, str] = TextField()
 _COMPARE_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _COMPARE_LOOKUP = {"eq": "exact", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte", "between": "range"}
 _EMPTY_AGGREGATE: dict[str, Decimal | int | None] = {
@@ -102,7 +102,15 @@ class Sql(Func):
         super().__init__(*expressions, output_field=output_field or BooleanField())
         self.sql_template = template
 
-    def as_sql(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list[Any]]:
+    def as_sql(
+        self,
+        compiler: Any,
+        connection: Any,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, list[Any]]:
         compiled = [compiler.compile(expression) for expression in self.get_source_expressions()]
         params: list[Any] = []
 
@@ -280,7 +288,7 @@ def _json_condition(column: str, key: str, comparison: Comparison, context: _Con
     if positive == "eq":
         # Containment: 5 equals 5.0, "5" does not equal 5, and a GIN index on the column serves it.
         assert value is not None and not isinstance(value, tuple)  # noqa: S101 - the schema's promise
-        condition = Sql("({0} @> {1}::jsonb)", F(column), Value(_json_object(key, value)))
+        condition: Expression = Sql("({0} @> {1}::jsonb)", F(column), Value(_json_object(key, value)))
     elif positive == "in":
         assert isinstance(value, tuple)  # noqa: S101 - the schema's promise
         values = [_json_scalar(item) for item in value]
@@ -394,7 +402,7 @@ def _aggregate(node: EventCondition) -> Expression:
     if node.aggregate == "count":
         return Count("pk")
     if node.property is None:
-        amount: Expression = F("value")
+        amount: F | Sql = F("value")
     else:
         amount = Sql(
             "CASE WHEN jsonb_typeof({0}) = 'number' THEN ({1})::numeric END",

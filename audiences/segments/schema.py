@@ -49,8 +49,16 @@ ANNIVERSARY_OP = "anniversary_within_days"
 
 TEXT_FIELD_OPS = (*EQUALITY_OPS, *LIST_OPS, "contains", *PRESENCE_OPS)
 DATE_FIELD_OPS = (*EQUALITY_OPS, *COMPARISON_OPS, "between", *DAYS_AGO_OPS, ANNIVERSARY_OP)
-ATTRIBUTE_OPS = (*EQUALITY_OPS, *LIST_OPS, "contains", *COMPARISON_OPS, "between", *PRESENCE_OPS, *DAYS_AGO_OPS)
-ATTRIBUTE_OPS = (*ATTRIBUTE_OPS, ANNIVERSARY_OP)
+ATTRIBUTE_OPS = (
+    *EQUALITY_OPS,
+    *LIST_OPS,
+    "contains",
+    *COMPARISON_OPS,
+    "between",
+    *PRESENCE_OPS,
+    *DAYS_AGO_OPS,
+    ANNIVERSARY_OP,
+)
 PROPERTY_OPS = (*EQUALITY_OPS, *LIST_OPS, "contains", *COMPARISON_OPS, "between", *PRESENCE_OPS)
 NUMBER_OPS = (*EQUALITY_OPS, *COMPARISON_OPS, "between")
 AGGREGATES = ("count", "sum", "avg", "max", "min")
@@ -269,7 +277,7 @@ class _Parser:
             return None
 
     def document(self, data: object) -> Rules:
-        obj = self.object(data, "", {"version", "root"}, required=("version", "root"))
+        obj = self.mapping(data, "", {"version", "root"}, required=("version", "root"))
         version = obj["version"]
         if not isinstance(version, int) or isinstance(version, bool) or version != VERSION:
             self.fail("version", _("Only version %(version)s is known, got %(value)s") % {
@@ -278,7 +286,7 @@ class _Parser:
         root = self.node(obj["root"], "root", depth=0)
         return Rules(version=VERSION, root=root)
 
-    def object(self, data: object, path: str, allowed: set[str], required: Sequence[str] = ()) -> dict[str, Any]:
+    def mapping(self, data: object, path: str, allowed: set[str], required: Sequence[str] = ()) -> dict[str, Any]:
         if not isinstance(data, Mapping):
             raise self.fail(path, _("Expected an object ({...}), got %(value)s") % {"value": show(data)})
         problems = False
@@ -321,7 +329,7 @@ class _Parser:
         return result
 
     def group(self, kind: str, data: Mapping[str, Any], path: str, depth: int) -> Node:
-        self.object(data, path, {kind})
+        self.mapping(data, path, {kind})
         here = _join(path, kind)
         if kind == "not":
             return Not(self.node(data["not"], here, depth + 1))
@@ -343,7 +351,7 @@ class _Parser:
         return All(tuple(nodes)) if kind == "all" else AnyOf(tuple(nodes))
 
     def field_condition(self, data: Mapping[str, Any], path: str) -> FieldCondition:
-        obj = self.object(data, path, {"field", "op", "value"}, required=("field", "op"))
+        obj = self.mapping(data, path, {"field", "op", "value"}, required=("field", "op"))
         field = obj["field"]
         if field not in FIELDS:
             raise self.fail(
@@ -355,18 +363,18 @@ class _Parser:
         return FieldCondition(field, self.comparison(obj, path, ops, kind))
 
     def attribute_condition(self, data: Mapping[str, Any], path: str) -> AttributeCondition:
-        obj = self.object(data, path, {"attribute", "op", "value"}, required=("attribute", "op"))
+        obj = self.mapping(data, path, {"attribute", "op", "value"}, required=("attribute", "op"))
         key = self.key(obj["attribute"], _join(path, "attribute"))
         return AttributeCondition(key, self.comparison(obj, path, ATTRIBUTE_OPS, "json"))
 
     def property_filter(self, data: object, path: str) -> PropertyFilter:
-        obj = self.object(data, path, {"property", "op", "value"}, required=("property", "op"))
+        obj = self.mapping(data, path, {"property", "op", "value"}, required=("property", "op"))
         key = self.key(obj["property"], _join(path, "property"))
         return PropertyFilter(key, self.comparison(obj, path, PROPERTY_OPS, "json"))
 
     def event_condition(self, data: Mapping[str, Any], path: str) -> EventCondition:
         allowed = {"event", "where", "within_days", "aggregate", "property", "op", "value"}
-        obj = self.object(data, path, allowed, required=("event",))
+        obj = self.mapping(data, path, allowed, required=("event",))
         event_type = obj["event"]
         if event_type not in Event.Type.values:
             self.fail(
@@ -417,7 +425,7 @@ class _Parser:
         return tuple(filters)
 
     def consent_condition(self, data: Mapping[str, Any], path: str) -> ConsentCondition:
-        obj = self.object(data, path, {"consent", "status"}, required=("consent", "status"))
+        obj = self.mapping(data, path, {"consent", "status"}, required=("consent", "status"))
         channel, status = obj["consent"], obj["status"]
         if channel not in Channel.values:
             self.fail(
@@ -436,7 +444,7 @@ class _Parser:
         return ConsentCondition(channel, status)
 
     def identity_condition(self, data: Mapping[str, Any], path: str) -> IdentityCondition:
-        obj = self.object(data, path, {"identity", "present"}, required=("identity",))
+        obj = self.mapping(data, path, {"identity", "present"}, required=("identity",))
         kind, present = obj["identity"], obj.get("present", True)
         if kind not in Identity.Kind.values:
             self.fail(
@@ -453,7 +461,7 @@ class _Parser:
         return IdentityCondition(kind, present)
 
     def score_condition(self, data: Mapping[str, Any], path: str) -> ScoreCondition:
-        obj = self.object(data, path, {"score", "op", "value"}, required=("score", "op"))
+        obj = self.mapping(data, path, {"score", "op", "value"}, required=("score", "op"))
         name = obj["score"]
         if not isinstance(name, str) or not SCORE_NAME.match(name):
             raise self.fail(
@@ -463,7 +471,7 @@ class _Parser:
         return ScoreCondition(name, self.comparison(obj, path, NUMBER_OPS, "number"))
 
     def segment_condition(self, data: Mapping[str, Any], path: str) -> SegmentReference:
-        obj = self.object(data, path, {"segment"})
+        obj = self.mapping(data, path, {"segment"})
         segment_id = obj["segment"]
         if not isinstance(segment_id, int) or isinstance(segment_id, bool) or segment_id < 1:
             raise self.fail(
@@ -500,10 +508,10 @@ class _Parser:
     ) -> Comparison:
         """`kind` is what is compared: text (a text field), date (a date field), json (an attribute or
         property: any JSON value), number (a score, an aggregate) or count (a whole number)."""
-        op = obj.get("op")
         op_path, value_path = _join(path, "op"), _join(path, "value")
         if "op" not in obj:
             raise self.fail(op_path, _("op is required"))
+        op = obj["op"]
         if op not in ops:
             raise self.fail(
                 op_path,
@@ -611,7 +619,7 @@ class _Parser:
                     _("%(op)s lists text or numbers, got %(value)s") % {"op": op, "value": show(item)},
                 )
             else:
-                items.append(item)  # type: ignore[arg-type]
+                items.append(item)
         if len(items) != len(value):
             raise _Invalid()
         return tuple(items)

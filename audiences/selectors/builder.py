@@ -8,9 +8,11 @@ the marketeer can still type it, the datalists only suggest.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from django.db import connection
+from django.db.models import Field
 from django.utils.text import capfirst
 
 from audiences.models import Channel, Contact, Event, Identity, Score, Segment
@@ -43,7 +45,7 @@ _VALUE_KIND_SQL = """
 """
 
 
-def _keys_with_kinds(rows) -> list[dict[str, Any]]:
+def _keys_with_kinds(rows: Iterable[tuple[str, str, int, list[str] | None]]) -> list[dict[str, Any]]:
     """[(key, kind, n, values), ...] -> [{"key", "type", "values"}, ...]: each key with its most
     common kind and, for text with few distinct values, the most common ones; sorted by key."""
     best: dict[str, tuple[int, str, list[str] | None]] = {}
@@ -134,7 +136,7 @@ def _score_names() -> list[str]:
         return [name for (name,) in cursor.fetchall()]
 
 
-def _choices(choices) -> list[dict[str, str]]:
+def _choices(choices: Iterable[tuple[object, object]]) -> list[dict[str, str]]:
     return [{"value": str(value), "label": str(label)} for value, label in choices]
 
 
@@ -142,7 +144,12 @@ def segment_builder_options() -> dict[str, Any]:
     """Everything the builder's pickers offer: fields, attribute keys, event types with their
     property names, channels, identity kinds, score names and the segments one may refer to."""
     fields = [
-        {"value": name, "label": capfirst(Contact._meta.get_field(name).verbose_name), "type": kind}
+        # Concrete columns of Contact, not relations: each has a verbose name.
+        {
+            "value": name,
+            "label": capfirst(cast("Field[Any, Any]", Contact._meta.get_field(name)).verbose_name),
+            "type": kind,
+        }
         for name, kind in CONTACT_FIELDS.items()
     ]
     segments = [

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -41,7 +41,7 @@ CONTACT_FIELDS = ["first_name", "last_name", "locale", "timezone"]
 # What an erased contact's events keep: enough for totals per category, nothing that names anyone.
 ANONYMISED_EVENT_PROPERTIES = ["category", "product", "items", "outcome", "score", "channel", "campaign"]
 # The more restrictive of two consent states wins in a merge.
-RESTRICTIVENESS = {ConsentChange.Status.WITHDRAWN: 2, ConsentChange.Status.GRANTED: 1}
+RESTRICTIVENESS: dict[str, int] = {ConsentChange.Status.WITHDRAWN: 2, ConsentChange.Status.GRANTED: 1}
 
 
 @dataclass
@@ -83,7 +83,7 @@ def contact_resolve(
     fields: Mapping[str, Any] | None = None,
     attributes: Mapping[str, Any] | None = None,
     source: str = "",
-    user=None,
+    user: Any = None,
 ) -> Resolution:
     """Find the contact these identities belong to, or create it; merge contacts they show to
     be one person; add the identities it lacked and update the fields and attributes given."""
@@ -160,11 +160,11 @@ def _contact_fields(contact: Contact) -> dict[str, Any]:
     }
 
 
-def _ids(queryset) -> list[int]:
+def _ids(queryset: QuerySet[Any]) -> list[int]:
     return list(queryset.order_by("pk").values_list("pk", flat=True))
 
 
-def contact_merge(*, survivor: Contact, absorbed: Contact, reason: str = "", user=None) -> ContactMerge:
+def contact_merge(*, survivor: Contact, absorbed: Contact, reason: str = "", user: Any = None) -> ContactMerge:
     """Merge `absorbed` into `survivor`: they are one person.
 
     Identities, events, consent history, scores and static segment memberships move to the
@@ -276,7 +276,7 @@ def _merged_consents(survivor: Contact, absorbed: Contact) -> dict[str, str]:
     return needed
 
 
-def contact_unmerge(*, merge: ContactMerge, user=None) -> Contact:
+def contact_unmerge(*, merge: ContactMerge, user: Any = None) -> Contact:
     """Undo a merge: the absorbed contact comes back with its own key, fields, identities,
     events, consents, scores and list memberships; the survivor is as it was before.
 
@@ -306,13 +306,14 @@ def contact_unmerge(*, merge: ContactMerge, user=None) -> Contact:
             created_at=snapshot["created_at"], updated_at=snapshot["updated_at"]
         )
         moved = merge.moved
-        for model, key in [
+        moved_rows: list[tuple[type[Identity | Event | ConsentChange | Score | SegmentMember], str]] = [
             (Identity, "identities"),
             (Event, "events"),
             (ConsentChange, "consent_changes"),
             (Score, "scores"),
             (SegmentMember, "segment_members"),
-        ]:
+        ]
+        for model, key in moved_rows:
             model.objects.filter(pk__in=moved.get(key, []), contact=survivor).update(contact=restored)
         kept = merge.added.get("kept", {})
         Score.objects.bulk_create(Score(contact=restored, **score) for score in kept.get("scores", []))
@@ -361,7 +362,7 @@ def _merge_that_absorbed(contact_id: int) -> ContactMerge | None:
     return ContactMerge.objects.filter(absorbed__id=contact_id, unmerged_at=None).order_by("-merged_at").first()
 
 
-def contact_export(*, contact: Contact, user=None) -> dict[str, Any]:
+def contact_export(*, contact: Contact, user: Any = None) -> dict[str, Any]:
     """Everything Dialoog holds about one contact, as JSON-ready data (GDPR access request).
     Logged as a privacy request."""
     data = {
@@ -393,7 +394,7 @@ def contact_export(*, contact: Contact, user=None) -> dict[str, Any]:
     return data
 
 
-def contact_erase(*, contact: Contact, user=None, note: str = "") -> Contact:
+def contact_erase(*, contact: Contact, user: Any = None, note: str = "") -> Contact:
     """Erase a contact on request (GDPR): identities, consents, scores, list memberships and
     merge records go; names and attributes are emptied; the contact gets a new key no other
     system knows. Events stay for totals, with their external id and all but a few
@@ -432,5 +433,5 @@ def contact_erase(*, contact: Contact, user=None, note: str = "") -> Contact:
     return contact
 
 
-def _user(user):
+def _user(user: Any) -> Any:
     return user if getattr(user, "pk", None) else None

@@ -58,7 +58,7 @@ def _rejected(index: int, error: ValidationError) -> EventResult:
     return EventResult(index=index, status=REJECTED, errors=errors)
 
 
-def _contacts_for(items: list[EventIn], source: str, user) -> dict[int, Contact | ValidationError]:
+def _contacts_for(items: list[EventIn], source: str, user: Any) -> dict[int, Contact | ValidationError]:
     """The contact of each item. Items whose identities all point at one known contact are
     answered from one query; the rest (new identities, two contacts) go through resolution."""
     contacts: dict[int, Contact | ValidationError] = {}
@@ -110,7 +110,7 @@ def _contacts_for(items: list[EventIn], source: str, user) -> dict[int, Contact 
     return contacts
 
 
-def event_ingest(*, items: list[EventIn], source: str = "api", user=None) -> list[EventResult]:
+def event_ingest(*, items: list[EventIn], source: str = "api", user: Any = None) -> list[EventResult]:
     """Store a batch of events (at most MAX_BATCH), each answered on its own."""
     if len(items) > MAX_BATCH:
         raise ValidationError(_("Send at most %(max)d events at once.") % {"max": MAX_BATCH})
@@ -141,13 +141,12 @@ def event_ingest(*, items: list[EventIn], source: str = "api", user=None) -> lis
                 results[index] = EventResult(index, STORED, stored[index], str(contact.contact_key))
             else:
                 results[index] = EventResult(index, DUPLICATE, contact_key=str(contact.contact_key))
-        duplicates = {r.index: items[r.index].external_id for r in results if r and r.status == DUPLICATE}
+        duplicates = [r for r in results if r and r.status == DUPLICATE]
         if duplicates:
-            existing = dict(
-                Event.objects.filter(external_id__in=duplicates.values()).values_list("external_id", "id")
-            )
-            for index, external_id in duplicates.items():
-                results[index].id = existing.get(external_id)
+            external_ids = [items[r.index].external_id for r in duplicates]
+            existing = dict(Event.objects.filter(external_id__in=external_ids).values_list("external_id", "id"))
+            for result in duplicates:
+                result.id = existing.get(items[result.index].external_id)
     return [result for result in results if result is not None]
 
 
@@ -157,7 +156,8 @@ def _insert(rows: list[tuple[int, Contact, EventIn]]) -> dict[int, int]:
     {item index: new event id} for the rows stored."""
     if not rows:
         return {}
-    values, params = [], []
+    values: list[str] = []
+    params: list[Any] = []
     now = timezone.now()
     for index, contact, item in rows:
         values.append("(%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)")
