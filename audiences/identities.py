@@ -17,6 +17,7 @@ from audiences.models import Identity
 DEFAULT_PHONE_REGION = "NL"
 # The stubs type any max_length as optional; this CharField has one.
 MAX_LENGTH = cast(int, Identity._meta.get_field("value").max_length)
+KINDS = frozenset(Identity.Kind.values)
 
 # Deliberately simple: one @, no spaces, a dot in the domain. Mail servers decide the rest.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -48,14 +49,14 @@ def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as error:
         raise InvalidIdentity(f"{value!r} is not a phone number") from error
-    if not phonenumbers.is_possible_number(number):
-        raise InvalidIdentity(f"{value!r} is not a possible phone number")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidIdentity(f"{value!r} is not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def normalise_identity(kind: str, value: object) -> str:
     """The stored form of an identity of this kind, or InvalidIdentity saying why not."""
-    if kind not in Identity.Kind.values:
+    if kind not in KINDS:
         raise InvalidIdentity(f"unknown identity kind {kind!r}; known: {', '.join(Identity.Kind.values)}")
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidIdentity(f"{kind} must be text, not {type(value).__name__}")
