@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.utils.translation import gettext
+
 from audiences.identities import MAX_LENGTH, InvalidIdentity, normalise_email, normalise_phone
 from audiences.imports.reading import parse_boolean, parse_date, parse_datetime, parse_decimal
-from audiences.models import Channel, ConsentChange, Event, Identity
+from audiences.models import Channel, ConsentChange, Contact, Event, Identity
 
 CONTACTS = "contacts"
 EVENTS = "events"
@@ -52,13 +54,24 @@ class MappingError(ValueError):
 
 def target_choices(kind: str) -> list[tuple[str, str]]:
     """(target, label) pairs for the mapping page's selects; attribute targets are free text too."""
-    choices = [("", "— ignore —")]
-    choices += [(f"identity:{value}", f"Identity: {label}") for value, label in Identity.Kind.choices]
+    choices = [("", gettext("— ignore —"))]
+    choices += [
+        (f"identity:{value}", gettext("Identity: %(label)s") % {"label": label})
+        for value, label in Identity.Kind.choices
+    ]
     if kind == CONTACTS:
-        choices += [(name, f"Contact: {name.replace('_', ' ')}") for name in CONTACT_FIELDS]
-        choices += [(f"consent:{value}", f"Consent: {label}") for value, label in Channel.choices]
+        choices += [
+            (name, gettext("Contact: %(label)s") % {"label": Contact._meta.get_field(name).verbose_name})
+            for name in CONTACT_FIELDS
+        ]
+        choices += [
+            (f"consent:{value}", gettext("Consent: %(label)s") % {"label": label}) for value, label in Channel.choices
+        ]
     else:
-        choices += [(f"event:{name}", f"Event: {name.replace('_', ' ')}") for name in EVENT_FIELDS]
+        choices += [
+            (f"event:{name}", gettext("Event: %(label)s") % {"label": Event._meta.get_field(name).verbose_name})
+            for name in EVENT_FIELDS
+        ]
     return choices
 
 
@@ -77,7 +90,7 @@ _GUESSES = {
     "timezone": ["tijdzone", "timezone"],
     "consent:email": ["optinemail", "emailoptin", "toestemmingemail", "nieuwsbrief", "newsletter", "emailconsent"],
     "consent:sms": ["optinsms", "smsoptin", "toestemmingsms", "smsconsent"],
-    "consent:phone": ["optintelefoon", "belmijniet", "toestemmingtelefoon", "phoneconsent"],
+    "consent:phone": ["optintelefoon", "toestemmingtelefoon", "phoneconsent"],
     "attribute:birth_date:date": ["geboortedatum", "birthdate", "dateofbirth", "birthday", "verjaardag"],
     "attribute:city:text": ["woonplaats", "plaats", "city", "stad"],
     "attribute:postcode:text": ["postcode", "zipcode", "postalcode", "zip"],
