@@ -10,6 +10,8 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client
+from django.utils import translation
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -205,3 +207,22 @@ def wait_until():
         raise AssertionError(f"Timed out after {timeout} s waiting for {message}")
 
     return wait
+
+
+@pytest.fixture
+def english():
+    """Messages in English, as the code writes them (Dutch is the default language)."""
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def english_client():
+    """A logged-in admin client that asks for English pages, so messages read as written."""
+
+    def make(user):
+        client = Client(headers={"accept-language": "en"})
+        client.force_login(user)
+        return client
+
+    return make

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
 from django.urls import reverse
 
 from audiences.models import Contact, ContactMerge, Event, Identity, PrivacyRequest, SegmentMember
@@ -9,6 +10,12 @@ from tests.factories import ContactFactory, EventFactory, IdentityFactory, Segme
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:audiences_contact_changelist")
+
+
+@pytest.fixture
+def client():
+    """Admin pages in English, as the messages are written (Dutch is the default language)."""
+    return Client(headers={"accept-language": "en"})
 
 
 def _contacts(count, start=0):

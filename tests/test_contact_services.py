@@ -27,7 +27,7 @@ from audiences.services.contacts import (
 )
 from tests.factories import ContactFactory, EventFactory, IdentityFactory, SegmentFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,6 @@
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from audiences.models import Contact, Identity, Import
@@ -6,6 +8,12 @@ from audiences.services import imports as import_services
 from audiences.tasks import import_run_task
 
 CSV = "E-mailadres;Klantnummer;Voornaam;Punten\njan@example.nl;K1;Jan;12,5\nfout;K2;Piet;3\nanna@example.nl;K3;Anna;\n"
+
+
+@pytest.fixture
+def client():
+    """Admin pages in English, as the messages are written (Dutch is the default language)."""
+    return Client(headers={"accept-language": "en"})
 
 
 def upload(client, content=CSV, name="klanten.csv", kind="contacts"):

@@ -18,18 +18,6 @@ EMAIL_GRANTED = {"version": 1, "root": {"all": [{"consent": "email", "status": "
 CHANGELIST = "admin:audiences_segment_changelist"
 
 
-@pytest.fixture
-def english_client():
-    """A logged-in admin client that asks for English pages, so messages read as written."""
-
-    def make(user):
-        client = Client(headers={"accept-language": "en"})
-        client.force_login(user)
-        return client
-
-    return make
-
-
 def granted(contact, channel="email"):
     consent_record(contact=contact, channel=channel, status="granted", source="test")
     return contact
@@ -303,7 +291,7 @@ def test_the_change_form_embeds_the_builder_with_its_options_and_translatable_la
     )
     assert config["previewUrl"] == reverse("admin:audiences_segment_preview_change", args=[segment.pk])
     assert config["segmentId"] == segment.pk
-    assert labels["add_condition"] == "+ condition"
+    assert labels["add_condition"] == "+ voorwaarde"  # in the marketeer's language (Dutch by default)
     assert {"key": "loyalty_member", "type": "boolean", "values": []} in options["attributes"]
     assert options["event_properties"]["purchase"] == [{"key": "category", "type": "text", "values": ["Tuinmeubelen"]}]
     # The pickers speak the admin's language (Dutch by default): their labels come from the models.

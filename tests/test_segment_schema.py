@@ -23,6 +23,8 @@ from audiences.segments.schema import (
     SegmentReference,
 )
 
+pytestmark = pytest.mark.usefixtures("english")
+
 
 def rules(root):
     return {"version": 1, "root": root}
