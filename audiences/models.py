@@ -199,9 +199,7 @@ class Event(models.Model):
             models.Index(fields=["contact", "type", "-occurred_at"], name="event_contact_type_time_idx"),
             # Event conditions of segments and KPIs over everyone: the events of a type in a
             # window, with what the aggregates need, read from the index alone.
-            models.Index(
-                fields=["type", "occurred_at"], include=["contact", "value"], name="event_type_time_idx"
-            ),
+            models.Index(fields=["type", "occurred_at"], include=["contact", "value"], name="event_type_time_idx"),
         ]
 
     def __str__(self) -> str:
