@@ -2,6 +2,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -181,12 +183,11 @@ class Event(models.Model):
     properties = models.JSONField(_("properties"), default=dict, blank=True)
     value = models.DecimalField(_("value"), max_digits=12, decimal_places=2, null=True, blank=True)
     currency = models.CharField(_("currency"), max_length=3, blank=True)
-    external_id = models.CharField(
+    external_id = models.CharField(  # noqa: DJ001 - NULL is "no id": unique among the events that have one
         _("external id"),
         max_length=255,
         null=True,
         blank=True,
-        unique=True,
         help_text=_("The sender's id for this event: the same event sent twice is stored once."),
     )
     created_at = models.DateTimeField(_("received at"), auto_now_add=True)
@@ -200,6 +201,19 @@ class Event(models.Model):
             # Event conditions of segments and KPIs over everyone: the events of a type in a
             # window, with what the aggregates need, read from the index alone.
             models.Index(fields=["type", "occurred_at"], include=["contact", "value"], name="event_type_time_idx"),
+            # "Bought in category X in the last N days": the purchases of one category, by time.
+            models.Index(
+                KeyTextTransform("category", "properties"),
+                "occurred_at",
+                "contact",
+                condition=Q(type="purchase"),
+                name="event_purchase_category_idx",
+            ),
+        ]
+        constraints = [
+            # Idempotent ingestion: INSERT ... ON CONFLICT (external_id) DO NOTHING. A constraint,
+            # not unique=True, which would add a second (LIKE) index to ten million rows.
+            models.UniqueConstraint(fields=["external_id"], name="event_external_id_once"),
         ]
 
     def __str__(self) -> str:
