@@ -354,18 +354,21 @@ class Segment(TimeStampedModel):
 class SegmentMember(models.Model):
     """A contact on a static segment's list.
 
-    Snapshots write hundreds of thousands of these rows in one INSERT ... SELECT. Per-row
-    foreign-key triggers tripled that time, so the keys have no database constraint:
-    Django's cascade still removes the rows of a deleted segment or contact (contacts are
-    never deleted by raw SQL; they are merged or erased through the services).
+    Snapshots write hundreds of thousands of these rows in one INSERT ... SELECT, so the table
+    carries one B-tree only: its primary key (segment, contact). It has no id column and no
+    index by contact (a contact's lists are looked up as "these static segments and this
+    contact", which the key serves), and its keys no per-row foreign-key triggers: Django's
+    cascade still removes the rows of a deleted segment or contact (contacts are never
+    deleted by raw SQL; they are merged or erased through the services).
     """
 
+    pk = models.CompositePrimaryKey("segment", "contact")
     segment = models.ForeignKey(
         Segment,
         on_delete=models.CASCADE,
         related_name="members",
         verbose_name=_("segment"),
-        db_index=False,  # served by segment_member_once
+        db_index=False,
         db_constraint=False,
     )
     contact = models.ForeignKey(
@@ -373,7 +376,7 @@ class SegmentMember(models.Model):
         on_delete=models.CASCADE,
         related_name="segment_memberships",
         verbose_name=_("contact"),
-        db_index=False,  # served by segment_member_contact_idx
+        db_index=False,
         db_constraint=False,
     )
     added_at = models.DateTimeField(_("added at"), default=timezone.now)
@@ -381,11 +384,6 @@ class SegmentMember(models.Model):
     class Meta:
         verbose_name = _("segment member")
         verbose_name_plural = _("segment members")
-        constraints = [models.UniqueConstraint(fields=["segment", "contact"], name="segment_member_once")]
-        indexes = [
-            # A contact's memberships (profile, merge).
-            models.Index(fields=["contact"], name="segment_member_contact_idx"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.segment_id}: {self.contact_id}"

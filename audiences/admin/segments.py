@@ -274,7 +274,7 @@ class SegmentForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.rule_errors: list[dict[str, str]] = []
         if "remove_members" in self.fields and self.instance.pk and self.instance.kind == Segment.Kind.STATIC:
-            newest = SegmentMember.objects.filter(segment=self.instance).order_by("-added_at", "-pk")
+            newest = SegmentMember.objects.filter(segment=self.instance).order_by("-added_at", "-contact_id")
             ids = list(newest.values_list("contact_id", flat=True)[:MEMBERS_SHOWN])
             self.fields["remove_members"].queryset = Contact.objects.filter(pk__in=ids).order_by("-pk")
         if "rules" in self.fields:

@@ -31,6 +31,7 @@ from audiences.models import (
     Identity,
     PrivacyRequest,
     Score,
+    Segment,
     SegmentMember,
 )
 from audiences.services.consents import consent_current_rebuild
@@ -160,6 +161,22 @@ def _contact_fields(contact: Contact) -> dict[str, Any]:
     }
 
 
+def _memberships(contact: Contact) -> QuerySet[SegmentMember]:
+    """The contact's rows on static lists, found through the lists' primary key (segment,
+    contact): the members table has no index by contact alone."""
+    static = Segment.objects.filter(kind=Segment.Kind.STATIC).values("pk")
+    return SegmentMember.objects.filter(segment__in=static, contact=contact)
+
+
+def _memberships_move(segment_ids: list[int], *, source: Contact, target: Contact) -> None:
+    if segment_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE audiences_segmentmember SET contact_id = %s WHERE contact_id = %s AND segment_id = ANY(%s)",
+                [target.pk, source.pk, segment_ids],
+            )
+
+
 def _ids(queryset: QuerySet[Any]) -> list[int]:
     return list(queryset.order_by("pk").values_list("pk", flat=True))
 
@@ -187,9 +204,9 @@ def contact_merge(*, survivor: Contact, absorbed: Contact, reason: str = "", use
         restrictive = _merged_consents(survivor, absorbed)
 
         survivor_scores = set(Score.objects.filter(contact=survivor).values_list("name", flat=True))
-        survivor_lists = set(SegmentMember.objects.filter(contact=survivor).values_list("segment_id", flat=True))
+        survivor_lists = set(_memberships(survivor).values_list("segment_id", flat=True))
         clashing_scores = Score.objects.filter(contact=absorbed, name__in=survivor_scores)
-        clashing_members = SegmentMember.objects.filter(contact=absorbed, segment_id__in=survivor_lists)
+        clashing_members = _memberships(absorbed).filter(segment_id__in=survivor_lists)
         kept = {
             "scores": [
                 {"name": s.name, "value": s.value, "computed_at": s.computed_at.isoformat()} for s in clashing_scores
@@ -203,15 +220,17 @@ def contact_merge(*, survivor: Contact, absorbed: Contact, reason: str = "", use
             "events": _ids(Event.objects.filter(contact=absorbed)),
             "consent_changes": _ids(ConsentChange.objects.filter(contact=absorbed)),
             "scores": _ids(Score.objects.filter(contact=absorbed).exclude(name__in=survivor_scores)),
-            "segment_members": _ids(
-                SegmentMember.objects.filter(contact=absorbed).exclude(segment_id__in=survivor_lists)
+            # Members are keyed by (segment, contact): the segments of the lists moved.
+            "segment_members": sorted(
+                _memberships(absorbed).exclude(segment_id__in=survivor_lists).values_list("segment_id", flat=True)
             ),
         }
         Identity.objects.filter(pk__in=moved["identities"]).update(contact=survivor)
         Event.objects.filter(pk__in=moved["events"]).update(contact=survivor)
         ConsentChange.objects.filter(pk__in=moved["consent_changes"]).update(contact=survivor)
         Score.objects.filter(pk__in=moved["scores"]).update(contact=survivor)
-        SegmentMember.objects.filter(pk__in=moved["segment_members"]).update(contact=survivor)
+        _memberships_move(moved["segment_members"], source=absorbed, target=survivor)
+        clashing_members.delete()
 
         # Fill what the survivor lacks; remember what it was, to put it back on unmerge.
         survivor_before: dict[str, Any] = {"fields": {}, "attributes_added": []}
@@ -306,15 +325,15 @@ def contact_unmerge(*, merge: ContactMerge, user: Any = None) -> Contact:
             created_at=snapshot["created_at"], updated_at=snapshot["updated_at"]
         )
         moved = merge.moved
-        moved_rows: list[tuple[type[Identity | Event | ConsentChange | Score | SegmentMember], str]] = [
+        moved_rows: list[tuple[type[Identity | Event | ConsentChange | Score], str]] = [
             (Identity, "identities"),
             (Event, "events"),
             (ConsentChange, "consent_changes"),
             (Score, "scores"),
-            (SegmentMember, "segment_members"),
         ]
         for model, key in moved_rows:
             model.objects.filter(pk__in=moved.get(key, []), contact=survivor).update(contact=restored)
+        _memberships_move(moved.get("segment_members", []), source=survivor, target=restored)
         kept = merge.added.get("kept", {})
         Score.objects.bulk_create(Score(contact=restored, **score) for score in kept.get("scores", []))
         SegmentMember.objects.bulk_create(
@@ -382,7 +401,7 @@ def contact_export(*, contact: Contact, user: Any = None) -> dict[str, Any]:
             )
         ),
         "scores": list(contact.scores.order_by("name").values("name", "value", "computed_at")),
-        "segments": list(contact.segment_memberships.order_by("segment__name").values("segment__name", "added_at")),
+        "segments": list(_memberships(contact).order_by("segment__name").values("segment__name", "added_at")),
         "merges": list(
             contact.merges.order_by("merged_at").values("absorbed_key", "merged_at", "unmerged_at", "reason")
         ),
@@ -408,7 +427,7 @@ def contact_erase(*, contact: Contact, user: Any = None, note: str = "") -> Cont
         contact.consents.all().delete()
         contact.consent_changes.all().delete()
         contact.scores.all().delete()
-        contact.segment_memberships.all().delete()
+        _memberships(contact).delete()
         ContactMerge.objects.filter(Q(survivor=contact) | Q(absorbed_key=old_key)).delete()
         with connection.cursor() as cursor:
             cursor.execute(
