@@ -105,6 +105,10 @@ DATABASES["default"]["OPTIONS"]["options"] = " ".join(
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Memory for one segment query's hash tables: a set of 600,000 contacts does not fit
+# PostgreSQL's default 4MB, and the plan then falls back to probing contact by contact.
+SEGMENT_WORK_MEM = env.str("SEGMENT_WORK_MEM", default="64MB")
+
 # --- Passwords ----------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
