@@ -3,7 +3,9 @@ merges, and events in."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from zoneinfo import available_timezones
+
+from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -27,6 +29,7 @@ from audiences.services.contacts import (
     contact_unmerge,
 )
 from audiences.services.events import MAX_BATCH, EventIn, event_ingest
+from audiences.values import json_value_problem
 from dialoog.api.errors import flatten_errors
 
 RECENT_EVENTS = 20
@@ -143,6 +146,24 @@ class IdentitiesField(serializers.DictField):
         return cleaned
 
 
+class JsonObjectField(serializers.DictField):
+    """A JSON object as PostgreSQL can store it: no NUL characters, finite numbers of a sane size."""
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        problem = json_value_problem(data)
+        if problem:
+            path, message = problem
+            raise ValidationError({path: [message]} if path else [message])
+        return data
+
+
+def _valid_timezone(value: str) -> str:
+    if value and value not in available_timezones():
+        raise ValidationError(_("Unknown time zone; use a name such as Europe/Amsterdam."))
+    return value
+
+
 class ConsentInSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     status = serializers.ChoiceField(choices=ConsentChange.Status.choices)
@@ -155,9 +176,13 @@ class ContactUpsertSerializer(serializers.Serializer):
     identities = IdentitiesField(help_text='At least one: identity kind → value, e.g. {"email": "a@b.nl"}.')
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    locale = serializers.CharField(max_length=10, required=False)
-    timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    attributes = serializers.DictField(required=False, help_text="Merged into the contact's attributes.")
+    locale = serializers.RegexField(
+        r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$", max_length=10, required=False, help_text="A language code: nl, en, de-AT."
+    )
+    timezone = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, validators=[_valid_timezone], help_text="e.g. Europe/Amsterdam"
+    )
+    attributes = JsonObjectField(required=False, help_text="Merged into the contact's attributes.")
     consents = ConsentInSerializer(many=True, required=False)
     source = serializers.CharField(max_length=100, default="api")
 
@@ -172,7 +197,7 @@ class EventInSerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
     contact_key = serializers.UUIDField(required=False)
     identities = IdentitiesField(required=False)
-    properties = serializers.DictField(required=False, default=dict)
+    properties = JsonObjectField(required=False, default=dict)
     value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, allow_blank=True, default="")
     external_id = serializers.CharField(max_length=255, required=False, allow_null=True, allow_blank=True)
@@ -196,11 +221,18 @@ class EventResultSerializer(serializers.Serializer):
 
 
 class MergeSerializer(serializers.ModelSerializer):
-    survivor_key = serializers.UUIDField(source="survivor.contact_key", read_only=True, allow_null=True)
+    survivor_key = serializers.SerializerMethodField(help_text="Null when the survivor was merged away since.")
 
     class Meta:
         model = ContactMerge
         fields = ["id", "survivor_key", "absorbed_key", "reason", "merged_at", "unmerged_at", "moved"]
+
+    def get_survivor_key(self, merge) -> str | None:
+        if hasattr(merge, "current_survivor_key"):
+            key = merge.current_survivor_key
+        else:
+            key = Contact.objects.filter(pk=merge.survivor_id).values_list("contact_key", flat=True).first()
+        return str(key) if key else None
 
 
 class MergeInSerializer(serializers.Serializer):
@@ -345,7 +377,11 @@ class ContactViewSet(ActionPermissionsMixin, mixins.ListModelMixin, mixins.Retri
 class MergeViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
     """Merges of contacts found to be one person, each one undoable."""
 
-    queryset = ContactMerge.objects.select_related("survivor").order_by("-merged_at")
+    # No select_related: the survivor of an older merge may have been merged away since, and
+    # an inner join would hide that merge, which must be undone first.
+    queryset = ContactMerge.objects.annotate(
+        current_survivor_key=Subquery(Contact.objects.filter(pk=OuterRef("survivor_id")).values("contact_key")[:1])
+    ).order_by("-merged_at")
     serializer_class = MergeSerializer
     filterset_fields = ["absorbed_key"]
     action_permissions = {"create": ("audiences.change_contact",), "unmerge": ("audiences.change_contact",)}
@@ -411,7 +447,14 @@ class EventViewSet(ActionPermissionsMixin, viewsets.GenericViewSet):
                     "contact_key": None,
                     "errors": errors,
                 }
-        ingested = event_ingest(items=[item for _index, item in items], user=request.user)
+        ingested = event_ingest(
+            items=[item for _index, item in items],
+            user=request.user,
+            # An event may bring a new customer, or tie a new identity to a known one, only
+            # from a sender who may do that to contacts directly.
+            may_create=request.user.has_perm("audiences.add_contact"),
+            may_change=request.user.has_perm("audiences.change_contact"),
+        )
         for (index, _item), result in zip(items, ingested, strict=True):
             results[index] = {**vars(result), "index": index}
         answers = [results[index] for index in range(len(raw))]

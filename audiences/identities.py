@@ -61,6 +61,8 @@ def normalise_identity(kind: str, value: object) -> str:
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidIdentity(f"{kind} must be text, not {type(value).__name__}")
     text = str(value)
+    if "\x00" in text:
+        raise InvalidIdentity(f"{kind} contains a NUL character")
     if not text.strip():
         raise InvalidIdentity(f"{kind} is empty")
     if kind == Identity.Kind.EMAIL:

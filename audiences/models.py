@@ -1,10 +1,12 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Upper
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -49,9 +51,24 @@ class Contact(TimeStampedModel):
             # The admin's search by last name, whatever its case.
             models.Index(Upper("last_name"), name="contact_last_name_idx"),
         ]
+        constraints = [
+            # Attributes are looked up by key everywhere: they must be a JSON object.
+            models.CheckConstraint(
+                condition=Exact(
+                    Func(F("attributes"), function="jsonb_typeof", output_field=models.TextField()), "object"
+                ),
+                name="contact_attributes_object",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}".strip() or str(self.contact_key)
+
+    def clean(self):
+        if not isinstance(self.attributes, dict):
+            raise ValidationError(
+                {"attributes": _('Attributes are an object of keys and values, e.g. {"city": "Delft"}.')}
+            )
 
 
 class Identity(models.Model):
@@ -371,9 +388,11 @@ class SegmentMember(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # DO_NOTHING: a cascade would look rows up by contact, which no index serves; the merge and
+    # erasure services remove a contact's rows through the key (contacts are not deleted otherwise).
     contact = models.ForeignKey(
         Contact,
-        on_delete=models.CASCADE,
+        on_delete=models.DO_NOTHING,
         related_name="segment_memberships",
         verbose_name=_("contact"),
         db_index=False,

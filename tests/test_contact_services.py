@@ -261,3 +261,13 @@ def test_erase_removes_personal_data_and_keeps_events_anonymised(marketeer):
     assert PrivacyRequest.objects.get(kind="erasure").contact_key == old_key
     with pytest.raises(ValidationError, match="already erased"):
         contact_erase(contact=erased)
+
+
+def test_erasure_removes_the_merge_records_of_the_whole_chain():
+    a = _contact_with_history("alice@example.nl", first_name="Alice", last_name="Geheim")
+    b = _contact_with_history("b@example.nl")
+    c = _contact_with_history("c@example.nl")
+    contact_merge(survivor=b, absorbed=a)
+    contact_merge(survivor=c, absorbed=b)
+    contact_erase(contact=c)
+    assert not ContactMerge.objects.exists()

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -241,3 +242,75 @@ def test_merge_through_the_api(api):
     )
     listed = api.get("/api/v1/merges/").json()["results"]
     assert listed[0]["absorbed_key"] == str(b.contact_key)
+
+
+def test_an_agent_cannot_create_or_merge_contacts_through_events(api_client_for, agent):
+    a, b = ContactFactory(), ContactFactory()
+    IdentityFactory(contact=a, kind="email", value="a@example.nl")
+    IdentityFactory(contact=b, kind="customer_number", value="K1")
+    base = {"type": "call_outcome", "occurred_at": "2026-11-20T09:00:00Z", "properties": {"outcome": "accepted"}}
+    batch = [
+        {**base, "identities": {"email": "a@example.nl", "customer_number": "K1"}},  # two contacts
+        {**base, "identities": {"email": "nieuw@example.nl"}},  # nobody yet
+        {**base, "identities": {"email": "a@example.nl", "phone": "0612345678"}},  # known, plus a new phone
+    ]
+    results = api_client_for(agent).post("/api/v1/events/", batch, format="json").json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "rejected", "stored"]
+    assert not ContactMerge.objects.exists()
+    assert Contact.objects.count() == 2
+    assert not Identity.objects.filter(kind="phone").exists()  # the event went in; the phone was not tied to a
+    assert Event.objects.get().contact_id == a.pk
+
+
+def test_a_merge_in_the_middle_of_a_batch_sends_later_items_to_the_survivor(api):
+    older = ContactFactory()
+    IdentityFactory(contact=older, kind="phone", value="+31611111111")
+    newer = ContactFactory()
+    IdentityFactory(contact=newer, kind="email", value="a@example.nl")
+    IdentityFactory(contact=newer, kind="customer_number", value="K1")
+    base = {"type": "page_view", "occurred_at": "2026-11-20T09:00:00Z"}
+    batch = [
+        {**base, "identities": {"email": "a@example.nl"}},
+        {**base, "identities": {"email": "a@example.nl", "phone": "0611111111"}},  # merges newer into older
+        {**base, "identities": {"customer_number": "K1"}},
+    ]
+    response = api.post("/api/v1/events/", batch, format="json")
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == ["stored", "stored", "stored"]
+    assert set(Event.objects.values_list("contact_id", flat=True)) == {older.pk}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"identities": {"email": "a@example.nl"}, "attributes": {"x": 1e400}}', "attributes.x"),
+        ('{"identities": {"email": "a@example.nl"}, "attributes": {"x": "a\\u0000b"}}', "attributes.x"),
+        ('{"identities": {"email": "a@example.nl"}, "attributes": {"n": 1e30}}', "attributes.n"),
+        ('{"identities": {"email": "a@example.nl"}, "timezone": "Not/AZone"}', "timezone"),
+        ('{"identities": {"customer_number": "a\\u0000b"}}', "identities"),
+    ],
+)
+def test_values_postgresql_cannot_store_are_refused_with_a_400(api, body, field):
+    response = api.post("/api/v1/contacts/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert any(error["field"].startswith(field) for error in response.json()["errors"])
+    assert not Contact.objects.exists()
+
+
+def test_event_properties_postgresql_cannot_store_reject_that_item_only(api):
+    base = {"type": "page_view", "occurred_at": "2026-11-20T09:00:00Z", "identities": {"email": "a@example.nl"}}
+    body = json.dumps([{**base, "external_id": "ok"}, {**base, "properties": {"x": "bad\x00"}}])
+    response = api.post("/api/v1/events/", body, content_type="application/json")
+    assert [r["status"] for r in response.json()["results"]] == ["stored", "rejected"]
+    assert api.get("/api/v1/contacts/", {"customer_number": "a\x00b"}).status_code == 400
+
+
+def test_merges_stay_listed_when_their_survivor_was_merged_away(api):
+    a, b, c = ContactFactory(), ContactFactory(), ContactFactory()
+    first = api.post(f"/api/v1/contacts/{b.contact_key}/merge/", {"other": str(c.contact_key)}, format="json")
+    api.post(f"/api/v1/contacts/{a.contact_key}/merge/", {"other": str(b.contact_key)}, format="json")
+    listed = api.get("/api/v1/merges/").json()
+    assert listed["count"] == 2
+    assert len(listed["results"]) == 2
+    older = api.get(f"/api/v1/merges/{first.json()['id']}/").json()
+    assert older["survivor_key"] is None  # b lives on in a now

@@ -100,7 +100,12 @@ def contact_resolve(
         match = Q()
         for kind, value in pairs:
             match |= Q(kind=kind, value=value)
-        owner_ids = sorted(set(Identity.objects.filter(match).values_list("contact_id", flat=True)))
+        for _attempt in range(5):
+            owner_ids = sorted(set(Identity.objects.filter(match).values_list("contact_id", flat=True)))
+            contacts = list(Contact.objects.select_for_update().filter(pk__in=owner_ids).order_by("pk"))
+            if len(contacts) == len(owner_ids):
+                break
+            # A concurrent merge removed an owner between the two reads: look again.
         created = not owner_ids
         if created:
             contact = Contact(**fields, attributes=dict(attributes or {}))
@@ -108,7 +113,6 @@ def contact_resolve(
             contact.save()
             resolution = Resolution(contact=contact, created=True, changed=True)
         else:
-            contacts = list(Contact.objects.select_for_update().filter(pk__in=owner_ids).order_by("pk"))
             survivor, others = contacts[0], contacts[1:]
             resolution = Resolution(contact=survivor, created=False)
             for other in others:
@@ -377,6 +381,19 @@ def contact_by_key(*, contact_key: uuid.UUID | str) -> Contact | None:
     return None
 
 
+def contact_survivor(*, contact_id: int) -> Contact | None:
+    """The contact that a contact merged away (by id) lives on in, through a chain of merges."""
+    merge = _merge_that_absorbed(contact_id)
+    for _hop in range(100):
+        if merge is None:
+            return None
+        contact = Contact.objects.filter(pk=merge.survivor_id).first()
+        if contact is not None:
+            return contact
+        merge = _merge_that_absorbed(merge.survivor_id)
+    return None
+
+
 def _merge_that_absorbed(contact_id: int) -> ContactMerge | None:
     return ContactMerge.objects.filter(absorbed__id=contact_id, unmerged_at=None).order_by("-merged_at").first()
 
@@ -428,7 +445,7 @@ def contact_erase(*, contact: Contact, user: Any = None, note: str = "") -> Cont
         contact.consent_changes.all().delete()
         contact.scores.all().delete()
         _memberships(contact).delete()
-        ContactMerge.objects.filter(Q(survivor=contact) | Q(absorbed_key=old_key)).delete()
+        _merge_records_delete(contact_id=contact.pk, contact_key=old_key)
         with connection.cursor() as cursor:
             cursor.execute(
                 """
@@ -450,6 +467,25 @@ def contact_erase(*, contact: Contact, user: Any = None, note: str = "") -> Cont
         )
     logger.info("Erased contact %s", old_key)
     return contact
+
+
+def _merge_records_delete(*, contact_id: int, contact_key: uuid.UUID) -> None:
+    """Delete the merge records that hold this person's data: the merges into the contact,
+    the merges into the contacts it absorbed, and so on down the chain, and its own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE chain (id, absorbed_id) AS (
+                SELECT id, (absorbed ->> 'id')::bigint FROM audiences_contactmerge
+                WHERE survivor_id = %s OR absorbed_key = %s
+                UNION
+                SELECT merge.id, (merge.absorbed ->> 'id')::bigint
+                FROM audiences_contactmerge merge JOIN chain ON merge.survivor_id = chain.absorbed_id
+            )
+            DELETE FROM audiences_contactmerge WHERE id IN (SELECT id FROM chain)
+            """,
+            [contact_id, contact_key],
+        )
 
 
 def _user(user: Any) -> Any:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audiences.models import Contact, Event, Identity
-from audiences.services.contacts import contact_by_key, contact_resolve, identities_normalise
+from audiences.services.contacts import contact_by_key, contact_resolve, contact_survivor, identities_normalise
 
 MAX_BATCH = 1000
 
@@ -58,17 +58,22 @@ def _rejected(index: int, error: ValidationError) -> EventResult:
     return EventResult(index=index, status=REJECTED, errors=errors)
 
 
-def _contacts_for(items: list[EventIn], source: str, user: Any) -> dict[int, Contact | ValidationError]:
-    """The contact of each item. Items whose identities all point at one known contact are
-    answered from one query; the rest (new identities, two contacts) go through resolution."""
-    contacts: dict[int, Contact | ValidationError] = {}
+def _contacts_for(
+    items: list[EventIn], source: str, user: Any, *, may_create: bool, may_change: bool
+) -> dict[int, int | ValidationError]:
+    """The contact id of each item. Items whose identities all point at one known contact are
+    answered from one query; the rest go through resolution, which may create a contact (for
+    who may add contacts) or add identities and merge contacts (for who may change them)."""
+    contacts: dict[int, int | ValidationError] = {}
     known: dict[tuple[str, str], int] = {}
     normalised: dict[int, list[tuple[str, str]]] = {}
     for index, item in enumerate(items):
         if item.contact_key is not None:
             contact = contact_by_key(contact_key=item.contact_key)
-            contacts[index] = contact or ValidationError(
-                {"contact_key": _("No contact has the key %(key)s.") % {"key": item.contact_key}}
+            contacts[index] = (
+                contact.pk
+                if contact
+                else ValidationError({"contact_key": _("No contact has the key %(key)s.") % {"key": item.contact_key}})
             )
             continue
         try:
@@ -86,42 +91,80 @@ def _contacts_for(items: list[EventIn], source: str, user: Any) -> dict[int, Con
             kind__in={kind for kind, _v in pairs}, value__in={value for _k, value in pairs}
         ).values_list("kind", "value", "contact_id"):
             known[(kind, value)] = contact_id
-    by_id = Contact.objects.in_bulk({known[p] for p in pairs if p in known})
     for index, item_pairs in normalised.items():
         if index in contacts:
             continue
         owners = {known.get(pair) for pair in item_pairs}
-        if len(owners) == 1 and None not in owners:
-            contacts[index] = by_id[owners.pop()]
+        found = owners - {None}
+        if len(found) == 1 and (None not in owners or not may_change):
+            # One known contact. New identities beside it are only added by who may change contacts.
+            contacts[index] = found.pop()  # type: ignore[assignment]
+            continue
+        if not found and not may_create:
+            contacts[index] = ValidationError({"identities": _("No contact has these identities.")})
+            continue
+        if len(found) > 1 and not may_change:
+            contacts[index] = ValidationError(
+                {"identities": _("These identities belong to different contacts; someone who may merge contacts must.")}
+            )
             continue
         try:
             resolution = contact_resolve(identities=item_pairs, source=source, user=user)
         except ValidationError as error:
             contacts[index] = error
             continue
-        contacts[index] = resolution.contact
+        survivor = resolution.contact.pk
+        contacts[index] = survivor
         for pair in item_pairs:  # later items of the batch find it at once
-            known[pair] = resolution.contact.pk
-        by_id[resolution.contact.pk] = resolution.contact
-        for merge in resolution.merges:  # a merged contact is gone: its items go to the survivor
-            for other, found in contacts.items():
-                if isinstance(found, Contact) and str(found.contact_key) == str(merge.absorbed_key):
-                    contacts[other] = resolution.contact
+            known[pair] = survivor
+        for merge in resolution.merges:  # a merged contact is gone: whatever pointed at it now points at the survivor
+            absorbed = merge.absorbed["id"]
+            known = {pair: survivor if owner == absorbed else owner for pair, owner in known.items()}
+            for other, owner in contacts.items():
+                if owner == absorbed:
+                    contacts[other] = survivor
     return contacts
 
 
-def event_ingest(*, items: list[EventIn], source: str = "api", user: Any = None) -> list[EventResult]:
-    """Store a batch of events (at most MAX_BATCH), each answered on its own."""
+def _lock_contacts(contact_ids: set[int]) -> dict[int, Contact]:
+    """The contacts, locked until the events are in, so that no merge removes one in between;
+    a contact merged away just before is replaced by the contact it lives on in."""
+    # In the order of their ids, as merges lock them: two requests cannot wait on each other.
+    locked = {c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=contact_ids).order_by("pk")}
+    for contact_id in contact_ids - set(locked):
+        survivor = contact_survivor(contact_id=contact_id)
+        if survivor is not None:
+            locked[contact_id] = Contact.objects.select_for_update().get(pk=survivor.pk)
+    return locked
+
+
+def event_ingest(
+    *,
+    items: list[EventIn],
+    source: str = "api",
+    user: Any = None,
+    may_create: bool = True,
+    may_change: bool = True,
+) -> list[EventResult]:
+    """Store a batch of events (at most MAX_BATCH), each answered on its own.
+
+    `may_create` and `may_change` say whether the sender may make new contacts and add
+    identities to (or merge) existing ones; without, such an item is rejected."""
     if len(items) > MAX_BATCH:
         raise ValidationError(_("Send at most %(max)d events at once.") % {"max": MAX_BATCH})
     results: list[EventResult | None] = [None] * len(items)
     rows = []
     with transaction.atomic():
-        contacts = _contacts_for(items, source, user)
+        contact_ids = _contacts_for(items, source, user, may_create=may_create, may_change=may_change)
+        locked = _lock_contacts({found for found in contact_ids.values() if isinstance(found, int)})
         for index, item in enumerate(items):
-            contact = contacts[index]
-            if isinstance(contact, ValidationError):
-                results[index] = _rejected(index, contact)
+            found = contact_ids[index]
+            if isinstance(found, ValidationError):
+                results[index] = _rejected(index, found)
+                continue
+            contact = locked.get(found)
+            if contact is None:
+                results[index] = _rejected(index, ValidationError({"identities": _("The contact no longer exists.")}))
                 continue
             if item.type not in Event.Type.values:
                 results[index] = _rejected(

@@ -1,0 +1,48 @@
+"""What free JSON (attributes, event properties, rule values) may hold, so that PostgreSQL
+stores and compares it: no NUL characters, finite numbers of a sane size, bounded nesting.
+Pure code, no I/O."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+# Beyond 10**18 a number is not an amount, a count or a score but a mistake (and PostgreSQL's
+# numeric comparisons and Python's int-to-text conversion get slow, or refuse).
+MAX_NUMBER = 10**18
+MAX_DEPTH = 20
+
+
+def json_value_problem(value: Any, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """(path, message) of the first part of `value` that cannot be stored, or None."""
+    if depth > MAX_DEPTH:
+        return path, f"nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        return (path, "contains a NUL character") if "\x00" in value else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | Decimal):
+        if isinstance(value, float) and not math.isfinite(value):
+            return path, "is not a finite number"
+        if isinstance(value, Decimal) and not value.is_finite():
+            return path, "is not a finite number"
+        if abs(value) >= MAX_NUMBER:
+            return path, "is too large a number"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_path = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str) or "\x00" in key:
+                return path, "has a key with a NUL character"
+            problem = json_value_problem(item, key_path, depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = json_value_problem(item, f"{path}.{index}" if path else str(index), depth + 1)
+            if problem:
+                return problem
+        return None
+    return path, f"cannot be stored ({type(value).__name__})"
