@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from audiences.identities import InvalidIdentity, normalise_identity
 from audiences.models import Contact, Identity, Segment, SegmentMember
 from audiences.segments import RuleError, compile_rules
-from audiences.selectors.segments import resolve_segment, segment_contacts
+from audiences.selectors.segments import resolve_segment, segment_contacts, segment_query_memory
 
 NAME_LENGTH = Segment._meta.get_field("name").max_length or 200
 
@@ -93,7 +93,9 @@ def _clean_rules(*, kind: str, rules: Mapping[str, Any] | str | None, segment_id
 def segment_refresh_count(*, segment: Segment, now: datetime | None = None) -> int:
     """Counts the segment now and keeps the count on it, for lists and pickers."""
     now = now or timezone.now()
-    count = segment_contacts(segment=segment, now=now).count()
+    contacts = segment_contacts(segment=segment, now=now)
+    with segment_query_memory():
+        count = contacts.count()
     Segment.objects.filter(pk=segment.pk).update(cached_count=count, counted_at=now)
     segment.cached_count, segment.counted_at = count, now
     return count
@@ -105,7 +107,7 @@ def segment_snapshot(
     """A new static segment holding who is in `segment` now, written by one INSERT ... SELECT."""
     now = now or timezone.now()
     contacts = segment_contacts(segment=segment, now=now)  # compiled first: bad rules create nothing
-    with transaction.atomic():
+    with transaction.atomic(), segment_query_memory():
         snapshot = Segment(
             name=name or _snapshot_name(segment, now),
             kind=Segment.Kind.STATIC,
