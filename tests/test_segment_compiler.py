@@ -505,3 +505,117 @@ def test_hostile_text_in_every_condition_is_either_refused_or_a_literal(hostile)
             segment_contacts(rules=rules(node), now=NOW)
     assert Contact.objects.count() == 2
     assert Event.objects.count() == 1
+
+
+# --- The shape of the SQL: sets of contacts, the category index, dates ----------------------
+
+
+def sql_of(root) -> str:
+    query = segment_contacts(rules=rules(root), now=NOW).query
+    sql, params = query.sql_with_params()
+    with connection.cursor() as cursor:
+        return cursor.mogrify(sql, params)
+
+
+def test_an_any_of_set_conditions_is_one_union_looked_up_once():
+    listed = SegmentFactory(kind=Segment.Kind.STATIC, rules={})
+    mail, phone, both, buyer, scored, member, nobody = (
+        person(name) for name in ("Mail", "Phone", "Both", "Buyer", "Scored", "Member", "Nobody")
+    )
+    consent(mail, "email", "granted")
+    consent(both, "email", "withdrawn")
+    consent(both, "sms", "granted")
+    IdentityFactory(contact=phone, kind=Identity.Kind.PHONE, value="+31612345678")
+    buy(both, days_ago=3)
+    buy(buyer, days_ago=3, value=Decimal("80"))
+    buy(buyer, days_ago=4, value=Decimal("40"))
+    buy(nobody, days_ago=400, value=Decimal("500"))
+    Score.objects.create(contact=scored, name="churn", value=0.9)
+    SegmentMember.objects.create(segment=listed, contact=member)
+    branches = [
+        {"consent": "email", "status": "granted"},
+        {"identity": "phone"},
+        {"all": [{"consent": "sms", "status": "granted"}, {"event": "purchase", "within_days": 30}]},
+        {"event": "purchase", "within_days": 30, "aggregate": "sum", "op": "gt", "value": 100},
+        {"score": "churn", "op": "gte", "value": 0.5},
+        {"segment": listed.pk},
+    ]
+    sql = sql_of({"any": branches})
+    # One EXISTS over one UNION of six sets: no correlated subplan per branch.
+    assert sql.count(" UNION ") == 5
+    assert sql.count('WHERE "ids"."contact_id" = "audiences_contact"."id"') == 1
+    assert sql.count("EXISTS") == 2  # the lookup, and the `all`'s second set looked up in its first
+    assert names({"any": branches}) == {"Mail", "Phone", "Both", "Buyer", "Scored", "Member"}
+    assert names({"not": {"any": branches}}) == {"Nobody"}
+    # Beside a condition that is not a set, the sets stay one union, ORed with it.
+    mixed = {"any": [*branches[:2], {"attribute": "vip", "op": "eq", "value": True}]}
+    assert sql_of(mixed).count(" UNION ") == 1
+    assert names(mixed) == {"Mail", "Phone"}
+
+
+def test_what_holds_without_rows_is_not_taken_for_a_set():
+    buy(person("Buyer"), days_ago=3, value=Decimal("80"))
+    person("Never")
+    never_or_little = {
+        "any": [
+            {"event": "purchase", "op": "eq", "value": 0},
+            {"event": "purchase", "aggregate": "sum", "op": "lt", "value": 10},
+            {"consent": "email", "status": "unknown"},
+            {"identity": "email", "present": False},
+        ]
+    }
+    assert " UNION " not in sql_of(never_or_little)
+    assert names(never_or_little) == {"Buyer", "Never"}  # neither has consent or an e-mail identity
+
+
+def test_the_category_is_compared_as_text_so_that_the_purchase_index_serves():
+    garden = person("Garden")
+    buy(garden, category="Tuinmeubelen")
+    buy(person("Number"), category=5)
+    buy(person("Text"), category="5")
+    node = {"event": "purchase", "where": [{"property": "category", "op": "eq", "value": "Tuinmeubelen"}]}
+    sql = sql_of(node)
+    assert """(U0."properties" ->> 'category'::text) = 'Tuinmeubelen'""" in sql
+    assert "@>" not in sql  # "Tuinmeubelen" is no JSON: only a string gives that text
+    assert "U0.\"type\" = 'purchase'" in sql
+    assert names(node) == {"Garden"}
+    # Text that ->> could also give for a number keeps the JSON test: "5" is not 5.
+    five = {"event": "purchase", "where": [{"property": "category", "op": "eq", "value": "5"}]}
+    assert "@>" in sql_of(five)
+    assert names(five) == {"Text"}
+    listed = {"event": "purchase", "where": [{"property": "category", "op": "in", "value": ["Tuinmeubelen", "5"]}]}
+    assert names(listed) == {"Garden", "Text"}
+
+
+def test_dates_are_checked_exactly_as_the_pattern_checks_them():
+    candidates = [
+        f"{year}-{month:02d}-{day:02d}"
+        for year, month, day in itertools.product(
+            ("0000", "0001", "1900", "2000", "2023", "2024", "2100", "9999"), range(14), range(33)
+        )
+    ] + [
+        "2024-1-01",
+        "20240101",
+        " 2024-01-01",
+        "2024-01-01 ",
+        "2024-01-01T00:00",
+        "\uff12\uff10\uff12\uff14-01-01",
+        "2a24-01-01",
+        "-024-01-01",
+        "2024-0a-01",
+        "2024-01-0-",
+        "2024/01/01",
+        "----------",
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT value FROM unnest(%s::text[]) AS value WHERE value ~ %s", [candidates, ISO_DATE_SQL_PATTERN]
+        )
+        by_pattern = {row[0] for row in cursor.fetchall()}
+    for index, text in enumerate(candidates):
+        person(f"P{index}", d=text)
+    person("Number", d=20240101)
+    # Within 366 days every day and month comes round: this holds exactly for the dates.
+    chosen = names({"attribute": "d", "op": "anniversary_within_days", "value": 366})
+    assert chosen == {f"P{index}" for index, text in enumerate(candidates) if text in by_pattern}
+    assert "2024-02-29" in by_pattern and "2100-02-29" not in by_pattern

@@ -217,3 +217,38 @@ def test_snapshot_of_many_contacts_is_fast():
     assert snapshot.cached_count == 10_000
     assert SegmentMember.objects.filter(segment=snapshot).count() == 10_000
     assert elapsed < dt.timedelta(seconds=2)
+
+
+# --- Memory for segment queries --------------------------------------------------------------
+
+
+def work_mem() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW work_mem")
+        return cursor.fetchone()[0]
+
+
+def test_segment_queries_get_their_work_mem_and_give_it_back(settings):
+    from audiences.selectors.segments import segment_count, segment_query_memory
+
+    settings.SEGMENT_WORK_MEM = "48MB"
+    before = work_mem()
+    with segment_query_memory():
+        assert work_mem() == "48MB"
+    assert work_mem() == before  # inside the test's transaction, put back
+    ContactFactory(attributes={"vip": True})
+    with CaptureQueriesContext(connection) as queries:
+        assert segment_count(rules={"version": 1, "root": {"attribute": "vip", "op": "eq", "value": True}}) == 1
+    assert any("set_config('work_mem'" in query["sql"] for query in queries.captured_queries)
+    assert work_mem() == before
+
+
+@pytest.mark.parametrize("value", ["64", "64 MB", "64MB'; DROP TABLE audiences_contact; --", "0MB", 64, "1TB"])
+def test_a_work_mem_that_is_not_a_plain_size_is_refused(settings, value):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from audiences.selectors.segments import segment_query_memory
+
+    settings.SEGMENT_WORK_MEM = value
+    with pytest.raises(ImproperlyConfigured), segment_query_memory():
+        pass
