@@ -209,6 +209,15 @@ def wait_until():
     return wait
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the default language (Dutch): a request in an earlier test leaves
+    its language active in the thread, which would make results depend on the order."""
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def english():
     """Messages in English, as the code writes them (Dutch is the default language)."""

@@ -15,7 +15,7 @@ from audiences.segments.compiler import ISO_DATE_SQL_PATTERN
 from audiences.selectors.segments import segment_contacts, segment_count, segment_sample
 from tests.factories import ContactFactory, EventFactory, IdentityFactory, SegmentFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=AMSTERDAM)

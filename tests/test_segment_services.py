@@ -21,7 +21,7 @@ from audiences.services.segments import (
 )
 from tests.factories import ContactFactory, IdentityFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 VIPS = {"version": 1, "root": {"attribute": "vip", "op": "eq", "value": True}}
 
