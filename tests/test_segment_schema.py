@@ -352,3 +352,20 @@ def test_a_static_segment_is_looked_up_not_followed():
     compile_with({5: ("static", {})}, rules({"segment": 5}), segment_id=6)
     with pytest.raises(RuleError):
         compile_with({5: ("static", {})}, rules({"segment": 6}), segment_id=6)
+
+
+@pytest.mark.parametrize(
+    ("rules", "path", "message"),
+    [
+        ({"version": 1, "root": {"attribute": "s", "op": "contains", "value": "a\x00"}}, "root.value", "NUL"),
+        ({"version": 1, "root": {"attribute": "a\x00", "op": "is_set"}}, "root.attribute", "NUL"),
+        ({"version": 1, "root": {"field": "first_name", "op": "eq", "value": "x\x00"}}, "root.value", "NUL"),
+        ('{"version": 1, "root": {"attribute": "n", "op": "gt", "value": 1e999999}}', "root.value", "too large"),
+        ({"version": 1, "root": {"score": "churn", "op": "gt", "value": float("inf")}}, "root.value", "finite"),
+    ],
+)
+def test_values_postgresql_cannot_compare_are_refused_before_any_query(rules, path, message):
+    with pytest.raises(RuleError) as error:
+        parse_rules(rules)
+    assert error.value.path == path
+    assert message in error.value.message

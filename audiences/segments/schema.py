@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 from django.utils.translation import gettext as _
 
 from audiences.models import Channel, Event, Identity
+from audiences.values import json_value_problem
 
 VERSION = 1
 MAX_DEPTH = 32
@@ -268,6 +269,13 @@ class _Parser:
             except (ValueError, RecursionError) as error:
                 self.fail("", _("The rules are not valid JSON: %(error)s") % {"error": error})
                 return None
+        # Values PostgreSQL cannot compare (NUL characters, numbers beyond any amount) are
+        # refused here, not found by a failing query when the segment is used.
+        problem = json_value_problem(data, max_depth=4 * MAX_DEPTH + 8)
+        if problem:
+            path, message = problem
+            self.fail(path, message)
+            return None
         try:
             return self.document(_decimals(data))
         except _Invalid:
