@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -66,15 +67,44 @@ def import_create(
             )
         guessed.update(mapping)
         _plan(table, guessed, kind)
-    return Import.objects.create(
-        kind=kind,
-        file_name=file_name[:255],
-        file_size=len(content),
-        content=content,
-        mapping=guessed,
-        source=source,
-        created_by=user if user is not None and user.is_authenticated else None,
-    )
+    with transaction.atomic():
+        created = Import.objects.create(
+            kind=kind,
+            file_name=file_name[:255],
+            file_size=len(content),
+            content=b"",
+            mapping=guessed,
+            source=source,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        _store_content(created.pk, content)
+    created.content = content
+    return created
+
+
+# The file goes in and out of the database as binary parameters and results. Django's cursors bind
+# parameters on the client, so 90 MB would travel as a 180 MB hex literal for the server to parse
+# (3.3 s stored, 1.2 s read back, against 0.8 s and 0.4 s like this).
+
+
+def _store_content(pk: int, content: bytes) -> None:
+    """Store the file, compressed with LZ4 where the server has it: PostgreSQL's default (pglz)
+    takes seconds over a 90 MB file. A setting of this transaction only; the column and its data
+    stay readable either way."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings"
+            " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+        )
+        cursor.execute("UPDATE audiences_import SET content = %b WHERE id = %s", [content, pk])
+
+
+def _read_content(pk: int) -> bytes:
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute("SELECT content FROM audiences_import WHERE id = %s", [pk], binary=True)
+        return bytes(cursor.fetchone()[0])
 
 
 def _open(content: bytes, file_name: str) -> Table:
@@ -204,11 +234,12 @@ def import_run(*, import_run: Import, progress: Progress | None = None, user=Non
     if not claimed:
         import_run.refresh_from_db()
         return import_run
-    run = Import.objects.get(pk=import_run.pk)
+    run = Import.objects.defer("content").get(pk=import_run.pk)
     try:
-        table = open_table(bytes(run.content), run.file_name)
+        content = _read_content(run.pk)
+        table = open_table(content, run.file_name)
         plan = build_plan(table.columns, run.mapping, run.kind, settings.TIME_ZONE)
-        total = bytes(run.content).count(b"\n") if table.format == "csv" else None
+        total = content.count(b"\n") if table.format == "csv" else None
         counts = stage(table=table, plan=plan, import_run=run, progress=progress, total=total)
         merge(plan=plan, import_run=run, counts=counts, user=user or run.created_by)
     except (FileUnreadable, MappingError) as error:
@@ -219,8 +250,7 @@ def import_run(*, import_run: Import, progress: Progress | None = None, user=Non
         raise
     finally:
         _drop_temp_tables()
-    run.refresh_from_db()
-    return run
+    return Import.objects.defer("content").get(pk=run.pk)  # the file is read when asked for, not again now
 
 
 def _fail(run: Import, message: str) -> None:
