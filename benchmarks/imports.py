@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import random
 import sys
@@ -94,11 +95,31 @@ def bare_copy(path: Path) -> float:
     return elapsed
 
 
-def timed_import(path: Path) -> tuple[float, Import]:
-    started = time.perf_counter()
-    call_command("import_contacts", str(path), stdout=io.StringIO(), stderr=io.StringIO())
-    elapsed = time.perf_counter() - started
-    return elapsed, Import.objects.defer("content").order_by("-pk").first()
+class StepTimes(logging.Handler):
+    """Collects the pipeline's per-statement timings (its DEBUG log: seconds, rows, SQL)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.steps: list[tuple[float, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.args and len(record.args) == 3:
+            seconds, rows, sql = record.args
+            self.steps.append((float(seconds), rows, " ".join(str(sql).split())[:70]))
+
+
+def timed_import(path: Path) -> tuple[float, Import, StepTimes]:
+    steps = StepTimes()
+    pipeline_log = logging.getLogger("audiences.imports.pipeline")
+    pipeline_log.addHandler(steps)
+    pipeline_log.setLevel(logging.DEBUG)
+    try:
+        started = time.perf_counter()
+        call_command("import_contacts", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+        elapsed = time.perf_counter() - started
+    finally:
+        pipeline_log.removeHandler(steps)
+    return elapsed, Import.objects.defer("content").order_by("-pk").first(), steps
 
 
 def emit(figure: str, seconds: float, rows: int, **extra) -> None:
@@ -122,9 +143,14 @@ def main() -> None:
             megabytes=round(path.stat().st_size / 1e6, 1),
         )
         reset()
-        emit("baseline: bare COPY of the file into a text table", bare_copy(path), args.rows)
+        emit(
+            "baseline: bare COPY of the file into a text table",
+            bare_copy(path),
+            args.rows,
+            load_average=round(os.getloadavg()[0], 2),
+        )
         for run in ("first run (fresh database)", "second run (same file)"):
-            seconds, done = timed_import(path)
+            seconds, done, steps = timed_import(path)
             emit(
                 f"import_contacts, {run}",
                 seconds,
@@ -134,7 +160,11 @@ def main() -> None:
                 unchanged=done.unchanged_count,
                 rejected=done.rejected_count,
                 rows_per_second=round(args.rows / seconds),
+                load_average=round(os.getloadavg()[0], 2),
             )
+            # The slow steps of this run (statements and stage phases of 0.5 s or more), in order.
+            slow = [{"s": round(sec, 2), "rows": rows, "step": text} for sec, rows, text in steps.steps if sec >= 0.5]
+            print(json.dumps({"figure": f"steps of the {run}", "steps": slow}), flush=True)
         emit("contacts in the database", 0, Contact.objects.count())
 
 
