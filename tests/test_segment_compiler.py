@@ -568,14 +568,16 @@ def test_what_holds_without_rows_is_not_taken_for_a_set():
     assert names(never_or_little) == {"Buyer", "Never"}  # neither has consent or an e-mail identity
 
 
-def test_the_category_is_compared_as_text_so_that_the_purchase_index_serves():
+def test_the_category_is_compared_as_its_column_so_that_the_purchase_index_serves():
     garden = person("Garden")
     buy(garden, category="Tuinmeubelen")
     buy(person("Number"), category=5)
     buy(person("Text"), category="5")
     node = {"event": "purchase", "where": [{"property": "category", "op": "eq", "value": "Tuinmeubelen"}]}
     sql = sql_of(node)
-    assert """(U0."properties" ->> 'category'::text) = 'Tuinmeubelen'""" in sql
+    assert """U0."category" = 'Tuinmeubelen'""" in sql  # the generated column: properties ->> 'category'
+    other = {"event": "purchase", "where": [{"property": "product", "op": "eq", "value": "Hoes"}]}
+    assert """(U0."properties" ->> 'product'::text) = 'Hoes'""" in sql_of(other)
     assert "@>" not in sql  # "Tuinmeubelen" is no JSON: only a string gives that text
     assert "U0.\"type\" = 'purchase'" in sql
     assert names(node) == {"Garden"}
@@ -619,3 +621,15 @@ def test_dates_are_checked_exactly_as_the_pattern_checks_them():
     chosen = names({"attribute": "d", "op": "anniversary_within_days", "value": 366})
     assert chosen == {f"P{index}" for index, text in enumerate(candidates) if text in by_pattern}
     assert "2024-02-29" in by_pattern and "2100-02-29" not in by_pattern
+
+
+def test_not_equal_holds_for_events_without_that_property():
+    plain = person("Plain")
+    buy(plain)  # no properties at all
+    garden = person("Garden")
+    buy(garden, category="Tuinmeubelen", c="Tuinmeubelen")
+    for key in ("category", "c"):  # the generated column, and a property in the JSON only
+        node = {"event": "purchase", "where": [{"property": key, "op": "neq", "value": "Tuinmeubelen"}]}
+        assert names(node) == {"Plain"}
+        listed = {"event": "purchase", "where": [{"property": key, "op": "not_in", "value": ["Tuinmeubelen"]}]}
+        assert names(listed) == {"Plain"}

@@ -310,6 +310,11 @@ def _attribute(node: AttributeCondition, context: _Context) -> Q:
     return _json_condition("attributes", node.key, node.comparison, context)
 
 
+# Event properties that PostgreSQL also keeps as a generated column (`properties ->> key`):
+# conditions on them read the column, which the purchases' category index covers.
+COLUMN_PROPERTIES = {"category": "category"}
+
+
 def _json_condition(column: str, key: str, comparison: Comparison, context: _Context, *, text_index: bool = False) -> Q:
     """A condition on one key of a JSON object column. `column` is ours; the key is a parameter.
 
@@ -319,6 +324,9 @@ def _json_condition(column: str, key: str, comparison: Comparison, context: _Con
     op, value = comparison.op, comparison.value
     json_value = Sql("({0} -> {1}::text)", F(column), Value(key), output_field=_JSON)
     json_text = Sql("({0} ->> {1}::text)", F(column), Value(key), output_field=_TEXT)
+    if column == "properties" and key in COLUMN_PROPERTIES:
+        # The same text, stored by PostgreSQL in a column of its own that an index covers.
+        json_text = Sql("{0}", F(COLUMN_PROPERTIES[key]), output_field=_TEXT)
     negated = op in ("neq", "not_in", "is_not_set")
     positive = {"neq": "eq", "not_in": "in", "is_not_set": "is_set"}.get(op, op)
 
@@ -327,7 +335,9 @@ def _json_condition(column: str, key: str, comparison: Comparison, context: _Con
         assert value is not None and not isinstance(value, tuple)  # noqa: S101 - the schema's promise
         condition: Expression = Sql("({0} @> {1}::jsonb)", F(column), Value(_json_object(key, value)))
         if text_index and isinstance(value, str):
-            as_text = Sql("{0} = {1}", json_text, Value(value))
+            # A missing key gives NULL: false for a negated test (NOT NULL would drop the row),
+            # left bare otherwise so that the index on the column can serve it.
+            as_text = Sql("COALESCE({0} = {1}, false)" if negated else "{0} = {1}", json_text, Value(value))
             # `->>` gives a string's text, and any other value as JSON text ("5", "true", "[1]"):
             # text that is not JSON can only come from a string, and the text test is exact alone.
             condition = as_text if not _is_json(value) else Sql("({0} AND {1})", as_text, condition)
@@ -336,7 +346,8 @@ def _json_condition(column: str, key: str, comparison: Comparison, context: _Con
         values = [_json_scalar(item) for item in value]
         condition = Sql("COALESCE({0} = ANY({1}::jsonb[]), false)", json_value, Value(values))
         if text_index and all(isinstance(item, str) for item in value):
-            as_text = Sql("COALESCE({0} = ANY({1}::text[]), false)", json_text, Value(list(value)))
+            template = "COALESCE({0} = ANY({1}::text[]), false)" if negated else "{0} = ANY({1}::text[])"
+            as_text = Sql(template, json_text, Value(list(value)))
             if any(_is_json(str(item)) for item in value):
                 as_text = Sql("({0} AND {1})", as_text, condition)
             condition = as_text
