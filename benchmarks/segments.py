@@ -86,12 +86,12 @@ COUNT_SQL = """
       AND c.attributes ->> 'birth_date' < %(born_before)s
       AND c.id IN (SELECT contact_id FROM audiences_event
                    WHERE type = 'purchase' AND occurred_at >= %(since90)s
-                     AND properties ->> 'category' = 'Tuinmeubelen'
+                     AND category = 'Tuinmeubelen'
                    GROUP BY contact_id HAVING count(*) >= 2
                    UNION
                    SELECT contact_id FROM audiences_event
                    WHERE type = 'purchase' AND occurred_at >= %(since90)s
-                     AND properties ->> 'category' = 'Barbecues'
+                     AND category = 'Barbecues'
                    GROUP BY contact_id HAVING sum(value) > 300)
       AND EXISTS (SELECT 1 FROM audiences_consent s
                   WHERE s.contact_id = c.id AND s.channel = 'email' AND s.status = 'granted')
@@ -129,7 +129,7 @@ YEAR_AGGREGATE_SQL = """
       AND c.attributes ->> 'birth_date' < %(born_before)s
       AND c.id IN (SELECT contact_id FROM audiences_event
                    WHERE type = 'purchase' AND occurred_at >= %(since90)s
-                     AND properties ->> 'category' = 'Tuinmeubelen'
+                     AND category = 'Tuinmeubelen'
                    GROUP BY contact_id HAVING count(*) >= 2
                    UNION
                    SELECT contact_id FROM audiences_event

