@@ -106,7 +106,10 @@ def sniff_delimiter(sample_lines: list[str]) -> str:
         return ","
     best, best_fields = None, 1
     for delimiter in DELIMITERS:
-        counts = [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+        try:
+            counts = [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+        except csv.Error:
+            continue  # e.g. a field over csv's size limit: reading the rows says where
         header = counts[0]
         consistent = sum(count == header for count in counts) >= max(1, int(len(counts) * 0.9))
         if consistent and header > best_fields:
