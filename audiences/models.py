@@ -20,7 +20,13 @@ class Channel(models.TextChoices):
 
 
 class Contact(TimeStampedModel):
-    """One customer, known to every system by the same contact key."""
+    """One customer, known to every system by the same contact key.
+
+    Its identities, consent history and current consent point at it without a database
+    foreign-key constraint (bulk imports write millions of them; PostgreSQL checks a foreign
+    key row by row). The services keep them right: a contact is removed only by a merge,
+    which moves them first, and erasure keeps the contact. Events and scores keep theirs.
+    """
 
     contact_key = models.UUIDField(
         _("contact key"),
@@ -88,6 +94,7 @@ class Identity(models.Model):
         related_name="identities",
         verbose_name=_("contact"),
         db_index=False,  # served by identity_contact_kind_idx
+        db_constraint=False,
     )
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     value = models.CharField(_("value"), max_length=255, help_text=_("Normalised: e-mail lower case, phone in E.164."))
@@ -124,6 +131,7 @@ class ConsentChange(models.Model):
         related_name="consent_changes",
         verbose_name=_("contact"),
         db_index=False,  # served by consent_current_idx
+        db_constraint=False,
     )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
@@ -153,12 +161,20 @@ class Consent(models.Model):
         related_name="consents",
         verbose_name=_("contact"),
         db_index=False,  # served by consent_one_per_channel
+        db_constraint=False,
     )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     status = models.CharField(_("status"), max_length=16, choices=ConsentChange.Status.choices)
     changed_at = models.DateTimeField(_("changed at"))
+    # Derived data, rebuilt from the history by the consent services whenever history is
+    # moved or removed: no database constraint, no index, no cascade.
     change = models.ForeignKey(
-        ConsentChange, on_delete=models.CASCADE, related_name="+", verbose_name=_("consent change")
+        ConsentChange,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        verbose_name=_("consent change"),
+        db_index=False,
+        db_constraint=False,
     )
 
     class Meta:
