@@ -521,3 +521,24 @@ def test_the_same_number_in_two_phone_columns_is_one_identity(db):
     assert (run.created_count, run.rejected_count) == (1, 0)
     assert list(Identity.objects.filter(kind="phone").values_list("value", flat=True)) == ["+31612345678"]
     assert run_file("email;telefoon;mobiel\njan@example.nl;0612345678;06-12345678\n").unchanged_count == 1
+
+
+def test_rejected_cells_a_spreadsheet_would_run_are_written_inert(db):
+    run = run_file('email;naam;telefoon\nfout;=HYPERLINK("x");+31612345678\nook fout;@SUM(1+1);-12\n')
+
+    rows = "".join(import_rejected_csv(import_run=run)).splitlines()[1:]
+
+    assert rows[0].endswith(';"\'=HYPERLINK(""x"")";+31612345678')
+    assert "'@SUM(1+1)" in rows[1]
+    assert rows[1].endswith(";-12")  # numbers and phone numbers stay as they are
+
+
+def test_a_number_too_large_rejects_its_row_only(db):
+    content = "email;punten\ngoed@example.nl;12\nfout@example.nl;1e5000\nlang@example.nl;" + "9" * 5000 + "\n"
+    run = run_file(content, mapping={"email": "identity:email", "punten": "attribute:points:number"})
+
+    assert run.status == Import.Status.DONE
+    assert run.created_count == 1
+    assert sorted(run.rejected_rows.values_list("line_number", flat=True)) == [3, 4]
+    assert "too large a number" in run.rejected_rows.get(line_number=4).reason
+    assert Contact.objects.get().attributes == {"points": 12}

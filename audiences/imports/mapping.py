@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from django.utils.translation import gettext
 
 from audiences.identities import MAX_LENGTH, InvalidIdentity, normalise_email, normalise_phone
-from audiences.imports.reading import parse_boolean, parse_date, parse_datetime, parse_decimal
+from audiences.imports.reading import MAX_DIGITS, parse_boolean, parse_date, parse_datetime, parse_decimal
 from audiences.models import Channel, ConsentChange, Contact, Event, Identity
 
 CONTACTS = "contacts"
@@ -417,7 +417,12 @@ def _number_json(text: str) -> str:
     """_typed("number", text) as JSON; 1234 and 1234,56 without Decimal. A whole number stays
     an int; otherwise float() rounds the same decimal value to the same float as Decimal did."""
     whole, comma, fraction = text.partition(",")
-    if whole.isdigit() and whole.isascii() and (not comma or (fraction.isdigit() and fraction.isascii())):
+    if (
+        len(whole) <= MAX_DIGITS
+        and whole.isdigit()
+        and whole.isascii()
+        and (not comma or (fraction.isdigit() and fraction.isascii()))
+    ):
         if not fraction.strip("0"):
             return str(int(whole))
         return repr(float(whole + "." + fraction))

@@ -316,6 +316,11 @@ def parse_datetime(text: str, tzinfo: dt.tzinfo) -> dt.datetime:
 _CURRENCY_NOISE = str.maketrans("", "", " \u00a0€$£'")
 
 
+# Beyond this a number is a mistake, not an amount, a count or a score (and Python refuses to
+# write an integer of more than 4,300 digits as text).
+MAX_DIGITS = 18
+
+
 def parse_decimal(text: str) -> Decimal:
     """1.234,56 / 1234,56 / 1234.56 / € 12,50 / -3. With both separators the last one is the decimal
     mark; a lone comma is a decimal comma; a lone dot is a decimal point unless it repeats."""
@@ -334,6 +339,8 @@ def parse_decimal(text: str) -> Decimal:
         raise ValueError(f"{text.strip()!r} is not a number") from None
     if not value.is_finite():
         raise ValueError(f"{text.strip()!r} is not a number")
+    if value.adjusted() >= MAX_DIGITS:
+        raise ValueError(f"{text.strip()[:40]!r} is too large a number (at most {MAX_DIGITS} digits)")
     return value
 
 

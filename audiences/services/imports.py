@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -271,6 +272,16 @@ class _Echo:
         return value
 
 
+# A cell a spreadsheet would run as a formula (=, @, or + and - followed by more than a number
+# or phone number: "-2+3+cmd|' /C calc'!A0"): written with a leading apostrophe, which Excel
+# shows as text and does not save back. "+31612345678" and "-12,50" stay as they are.
+_FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?![\d\s().,-]*$))")
+
+
+def _inert(cell: str) -> str:
+    return "'" + cell if _FORMULA.match(cell) else cell
+
+
 def import_rejected_csv(*, import_run: Import) -> Iterator[str]:
     """The rejected rows as CSV text, in pieces: `line`, `reason`, then the file's own columns
     (with the file's delimiter, UTF-8 with BOM so that Excel reads it as it was)."""
@@ -285,4 +296,5 @@ def import_rejected_csv(*, import_run: Import) -> Iterator[str]:
     writer = csv.writer(_Echo(), delimiter=delimiter)
     yield "\ufeff" + writer.writerow(header)
     for line, reason, row in rejected.iterator(chunk_size=2000):
-        yield writer.writerow([line, reason, *(row.get(column, "") for column in header[2:])])
+        cells = [_inert(str(row.get(column, ""))) for column in header[2:]]
+        yield writer.writerow([line, _inert(reason), *cells])
