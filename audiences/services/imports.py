@@ -293,8 +293,9 @@ def import_rejected_csv(*, import_run: Import) -> Iterator[str]:
     rejected = import_run.rejected_rows.order_by("line_number").values_list("line_number", "reason", "row")
     has_extra = import_run.rejected_rows.filter(row__has_key="(extra fields)").exists()
     header = ["line", "reason", *columns] + (["(extra fields)"] if has_extra else [])
+    shown_header = [_inert(name) for name in header]
     writer = csv.writer(_Echo(), delimiter=delimiter)
-    yield "\ufeff" + writer.writerow(header)
+    yield "\ufeff" + writer.writerow(shown_header)
     for line, reason, row in rejected.iterator(chunk_size=2000):
         cells = [_inert(str(row.get(column, ""))) for column in header[2:]]
         yield writer.writerow([line, _inert(reason), *cells])
