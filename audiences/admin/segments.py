@@ -28,6 +28,7 @@ from django.utils.translation import gettext, ngettext, npgettext
 from django.utils.translation import gettext_lazy as _
 
 from audiences.identities import InvalidIdentity, normalise_identity
+from audiences.imports.reading import FileUnreadable, detect_encoding
 from audiences.models import Contact, Identity, Segment, SegmentMember
 from audiences.segments import Problem, RuleError, compile_rules
 from audiences.selectors.builder import segment_builder_options
@@ -204,10 +205,7 @@ def rule_problems(rules: Any, *, segment: Segment | None = None) -> list[Problem
 
 def identity_values_from_csv(content: bytes, kind: str) -> list[str]:
     """The identities in the file's column for this kind (the first column when no header names it)."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = content.decode("cp1252", errors="replace")  # Excel on Windows
+    text = content.decode(detect_encoding(content))  # FileUnreadable for UTF-16 and binary data
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -308,9 +306,17 @@ class SegmentForm(forms.ModelForm):
                 self.add_error("identities_file", gettext("The file is larger than 20 MB; split it up."))
             else:
                 kind = cleaned.get("identity_kind") or Identity.Kind.EMAIL
-                cleaned["identity_values"] = identity_values_from_csv(upload.read(), kind)
-                if not cleaned["identity_values"]:
-                    self.add_error("identities_file", gettext("The file holds no identities."))
+                try:
+                    cleaned["identity_values"] = identity_values_from_csv(upload.read(), kind)
+                except FileUnreadable as error:
+                    self.add_error("identities_file", str(error))
+                except csv.Error as error:
+                    self.add_error(
+                        "identities_file", gettext("The file cannot be read as CSV: %(error)s") % {"error": error}
+                    )
+                else:
+                    if not cleaned["identity_values"]:
+                        self.add_error("identities_file", gettext("The file holds no identities."))
         return cleaned
 
 
@@ -466,8 +472,11 @@ class SegmentAdmin(admin.ModelAdmin):
         """POST `rules` (the JSON): the count, a sample of 20 and the errors, as JSON."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_view_permission(request):
+        # Counting by any rule probes the data: it is for who builds segments, and the sample
+        # names contacts only to who may see contacts.
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
             raise PermissionDenied
+        show_contacts = request.user.has_perm("audiences.view_contact")
         segment = None
         if object_id is not None:
             segment = self.get_object(request, unquote(object_id))
@@ -494,7 +503,7 @@ class SegmentAdmin(admin.ModelAdmin):
                         "name": str(contact),
                         "url": reverse("admin:audiences_contact_change", args=[contact.pk]),
                     }
-                    for contact in sample
+                    for contact in (sample if show_contacts else [])
                 ],
                 "errors": [],
             }
