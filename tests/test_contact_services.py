@@ -2,6 +2,7 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from audiences.identities import InvalidIdentity, normalise_identity
@@ -271,3 +272,12 @@ def test_erasure_removes_the_merge_records_of_the_whole_chain():
     contact_merge(survivor=c, absorbed=b)
     contact_erase(contact=c)
     assert not ContactMerge.objects.exists()
+
+
+def test_an_identity_whose_contact_is_gone_is_taken_by_the_new_contact():
+    ghost = _contact_with_history("spook@example.nl")
+    with connection.cursor() as cursor:  # as if an import had raced a merge
+        cursor.execute("DELETE FROM audiences_contact WHERE id = %s", [ghost.pk])
+    resolution = contact_resolve(identities={"email": "spook@example.nl"})
+    assert resolution.created
+    assert Identity.objects.get(value="spook@example.nl").contact_id == resolution.contact.pk

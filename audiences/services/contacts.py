@@ -106,6 +106,12 @@ def contact_resolve(
             if len(contacts) == len(owner_ids):
                 break
             # A concurrent merge removed an owner between the two reads: look again.
+        else:
+            # Identities whose contact is gone (they have no database constraint): not anyone's.
+            orphans = sorted(set(owner_ids) - {contact.pk for contact in contacts})
+            logger.warning("Identities of contacts that no longer exist (%s) removed", orphans)
+            Identity.objects.filter(contact_id__in=orphans).delete()
+            owner_ids = [contact.pk for contact in contacts]
         created = not owner_ids
         if created:
             contact = Contact(**fields, attributes=dict(attributes or {}))
