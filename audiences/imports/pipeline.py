@@ -257,15 +257,18 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
         # commit may lose the whole import (as if it never ran; it is then run again from the
         # file), never part of it: consistency is not at stake, only the last moment's durability.
         _execute(cursor, "SET LOCAL synchronous_commit = off")
+        if plan.kind == EVENTS:
+            _reject_repeated_external_ids(cursor, plan, counts)
         _resolve_identities(cursor, plan)
+        _lock_owners(cursor, plan, counts)
         _group_rows(cursor)
         counts.merged = _merge_contacts(cursor, import_run, user)
         _build_persons(cursor, plan)
         if plan.kind == EVENTS:
-            _write_event_contacts(cursor, counts, source)
+            _write_event_contacts(cursor, counts, source, import_run, user)
             _write_events(cursor, counts)
         else:
-            _write_contacts(cursor, plan, counts, source, import_run.file_name)
+            _write_contacts(cursor, plan, counts, source, import_run, user)
         _execute(
             cursor,
             "INSERT INTO audiences_importrejectedrow (import_run_id, line_number, reason, row)"
@@ -288,7 +291,7 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
         for name in ("import_stage", "import_rejected", "import_ident", "import_link", "import_lab", "import_person"):
             _execute(cursor, f"DROP TABLE IF EXISTS {name}")
         committing = time.perf_counter()
-    _timed(committing, 0, "COMMIT (deferred foreign key checks)")
+    _timed(committing, 0, "COMMIT")
     _timed(started, counts.staged, "merge: all of it, with the commit")
     return counts
 
@@ -308,6 +311,93 @@ def _resolve_identities(cursor, plan: Plan) -> None:
         " LEFT JOIN audiences_identity i ON i.kind = u.kind AND i.value = u.value",
     )
     _execute(cursor, "ANALYZE import_ident")
+
+
+# How often the owners are looked up again when a merge or erasure changed them before they were locked.
+LOCK_ATTEMPTS = 5
+
+
+def _lock_owners(cursor, plan: Plan, counts: Counts) -> None:
+    """Lock the contacts that own the staged identities (in id order, as the contact services do),
+    so that no merge, erasure or unmerge changes them until the import commits: those wait for it.
+
+    import_ident was read without a lock: a merge or erasure that committed in between deleted or
+    erased an owner. Then not every owner is locked, or one is erased, and the identities are
+    looked up again (a few times at most). One statement when nothing changed, no per-row work."""
+    lock = (
+        "WITH locked AS (SELECT id, erased_at FROM audiences_contact"
+        " WHERE id IN (SELECT owner FROM import_ident WHERE owner IS NOT NULL) ORDER BY id FOR UPDATE)"
+        " SELECT (SELECT count(*) FROM locked), (SELECT count(*) FROM locked WHERE erased_at IS NOT NULL),"
+        " (SELECT count(*) FROM (SELECT owner FROM import_ident WHERE owner IS NOT NULL GROUP BY owner) o)"
+    )
+    for _attempt in range(LOCK_ATTEMPTS):
+        _execute(cursor, lock)
+        locked, erased, owners = cursor.fetchone()
+        if locked == owners and not erased:
+            return
+        # An owner was merged away or erased before it was locked: look again (what is locked stays so).
+        _execute(cursor, "DROP TABLE import_ident")
+        _resolve_identities(cursor, plan)
+    _execute(cursor, lock)
+    locked, erased, owners = cursor.fetchone()
+    if locked == owners and not erased:
+        return
+    # Still changing (or an identity of an erased contact, which erasure deletes): nothing is
+    # written to a contact that is gone or erased; those rows are refused.
+    _execute(
+        cursor,
+        "CREATE TEMP TABLE import_gone AS SELECT DISTINCT i.line FROM import_ident i"
+        " LEFT JOIN audiences_contact c ON c.id = i.owner"
+        " WHERE i.owner IS NOT NULL AND (c.id IS NULL OR c.erased_at IS NOT NULL)",
+    )
+    gone = _execute(
+        cursor,
+        "INSERT INTO import_rejected (line, reason, row) SELECT line,"
+        " 'the contact this row names was merged or erased while the file was imported; import it again', '{}'"
+        " FROM import_gone",
+    )
+    _execute(cursor, "DELETE FROM import_stage WHERE line IN (SELECT line FROM import_gone)")
+    _execute(cursor, "DELETE FROM import_ident WHERE line IN (SELECT line FROM import_gone)")
+    _execute(cursor, "DROP TABLE import_gone")
+    counts.rejected += gone
+    counts.staged -= gone
+
+
+def _reject_repeated_external_ids(cursor, plan: Plan, counts: Counts) -> None:
+    """An external id on two lines of the file with different content: the later line is refused
+    (the first one is the event; the database would silently keep it). Identical lines are the
+    same event twice and stay (the second one is unchanged)."""
+    content = ", ".join(
+        [f"i{n}" for n in range(len(plan.identity_columns))] + ["type", "occurred_at", "value", "currency", "attrs"]
+    )
+    content_s = ", ".join(f"s.{name.strip()}" for name in content.split(","))
+    content_o = ", ".join(f"o.{name.strip()}" for name in content.split(","))
+    # The refused row as staged (normalised), under the file's column names.
+    pairs = [f"%s, s.i{n}" for n in range(len(plan.identity_columns))]
+    names: list[str] = [column for _index, column, _kind in plan.identity_columns]
+    for name, (_index, column) in plan.event_columns.items():
+        if name in ("type", "occurred_at", "value", "currency", "external_id"):
+            pairs.append(f"%s, s.{name}::text")
+            names.append(column)
+    for _index, column, key, _type in plan.attribute_columns:
+        pairs.append("%s, s.attrs -> %s")
+        names += [column, key]
+    row = f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))" if pairs else "'{}'::jsonb"
+    rejected = _execute(
+        cursor,
+        "WITH repeated AS (SELECT external_id, min(line) AS first FROM import_stage"  # noqa: S608 - internal names only
+        "   GROUP BY external_id HAVING min(line) <> max(line)),"
+        " refused AS ("
+        f" SELECT s.line, format('external id %%s is also on line %%s', s.external_id, r.first) AS reason, {row} AS row"
+        " FROM repeated r JOIN import_stage s ON s.external_id = r.external_id AND s.line <> r.first"
+        " JOIN import_stage o ON o.external_id = r.external_id AND o.line = r.first"
+        f" WHERE ({content_s}) IS DISTINCT FROM ({content_o})),"
+        " gone AS (DELETE FROM import_stage s USING refused f WHERE s.line = f.line RETURNING s.line)"
+        " INSERT INTO import_rejected (line, reason, row) SELECT line, reason, row FROM refused",
+        names,
+    )
+    counts.rejected += rejected
+    counts.staged -= rejected
 
 
 def _group_rows(cursor) -> None:
@@ -421,12 +511,15 @@ def _build_persons(cursor, plan: Plan) -> None:
             "  FROM import_stage s JOIN import_lab l ON l.line = s.line, jsonb_each(s.attrs) e GROUP BY s.grp"
             ") a WHERE a.grp = p.grp",
         )
+    # Set (true) on persons merged with a contact that took one of their identities meanwhile.
+    _execute(cursor, "ALTER TABLE import_person ADD COLUMN moved boolean")
     _execute(cursor, "ANALYZE import_person")
 
 
-def _insert_identities(cursor, source: str) -> int:
+def _insert_identities(cursor, source: str, import_run: Import, user) -> int:
     """Identities nobody owns yet, for their person's contact. Rows outside import_lab share no
-    identity with another row, so only those in it need de-duplicating."""
+    identity with another row, so only those in it need de-duplicating. An identity someone else
+    added meanwhile makes its owner and the person one: they are merged (the count of merges)."""
     select = (
         "INSERT INTO audiences_identity (contact_id, kind, value, source, created_at)"
         " SELECT {distinct} p.contact_id, i.kind, i.value, %s, now()"
@@ -440,19 +533,77 @@ def _insert_identities(cursor, source: str) -> int:
         # millions of rows). Only a writer outside imports (the API, the admin) can have added
         # one since; then this savepoint is rolled back and ON CONFLICT decides, as always.
         with transaction.atomic():
-            inserted = _execute(cursor, unshared, [source])
+            _execute(cursor, unshared, [source])
+        conflicted = False
     except IntegrityError:
-        inserted = _execute(cursor, unshared + " ON CONFLICT (kind, value) DO NOTHING", [source])
-    inserted += _execute(
+        _execute(cursor, unshared + " ON CONFLICT (kind, value) DO NOTHING", [source])
+        conflicted = True
+    _execute(
         cursor,
         select.format(distinct="DISTINCT ON (i.kind, i.value)", condition="")
         + " ORDER BY i.kind, i.value, i.line ON CONFLICT (kind, value) DO NOTHING",
         [source],
     )
-    return inserted
+    return _merge_claimed_identities(cursor, conflicted, import_run, user)
 
 
-def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: str) -> None:
+def _merge_claimed_identities(cursor, conflicted: bool, import_run: Import, user) -> int:
+    """Identities nobody owned when import_ident was built, that another writer (the API, the
+    admin) gave to another contact before our INSERT: that contact and the person are one. They
+    are merged (the lower id survives), and the person's rows go to the survivor. Only the rows
+    that share an identity are checked, and all rows when the plain INSERT met a conflict."""
+    shared = "" if conflicted else " AND EXISTS (SELECT 1 FROM import_lab l WHERE l.line = u.line)"
+    _execute(
+        cursor,
+        "SELECT DISTINCT p.contact_id, i.contact_id, min(u.line) OVER (PARTITION BY p.contact_id, i.contact_id)"  # noqa: S608 - internal names only
+        " FROM import_ident u JOIN import_person p ON p.grp = u.grp"
+        " JOIN audiences_identity i ON i.kind = u.kind AND i.value = u.value"
+        f" WHERE u.owner IS NULL AND i.contact_id <> p.contact_id{shared} ORDER BY 1, 2",
+    )
+    pairs = cursor.fetchall()
+    if not pairs:
+        return 0
+    from audiences.services.contacts import contact_merge
+
+    survivor_of: dict[int, int] = {}
+
+    def current(contact_id: int) -> int:
+        while contact_id in survivor_of:
+            contact_id = survivor_of[contact_id]
+        return contact_id
+
+    merged = 0
+    for person_contact, other, line in pairs:
+        first, second = sorted((current(person_contact), current(other)))
+        if first == second:
+            continue
+        contacts = Contact.objects.in_bulk([first, second])
+        contact_merge(
+            survivor=contacts[first],
+            absorbed=contacts[second],
+            reason=f"Import {import_run.file_name}, line {line}: an identity of the row was given to another"
+            " contact during the import",
+            user=user,
+        )
+        survivor_of[second] = first
+        merged += 1
+    moved = [(absorbed, current(absorbed)) for absorbed in survivor_of]
+    touched = sorted({contact for pair in moved for contact in pair})
+    # The persons of these contacts are no longer new: their consents are compared with the
+    # survivor's (which the merge gave it), and their fields are written to it.
+    _execute(
+        cursor,
+        "UPDATE import_person p SET contact_id = coalesce(m.survivor, p.contact_id), moved = true"
+        " FROM unnest(%s::bigint[]) t (contact_id)"
+        " LEFT JOIN unnest(%s::bigint[], %s::bigint[]) m (absorbed, survivor) ON m.absorbed = t.contact_id"
+        " WHERE p.contact_id = t.contact_id",
+        [touched, [a for a, _s in moved], [s for _a, s in moved]],
+    )
+    return merged
+
+
+def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, import_run: Import, user) -> None:
+    file_name = import_run.file_name
     locale_default = Contact._meta.get_field("locale").get_default()
     counts.created = _execute(
         cursor,
@@ -464,6 +615,8 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
         [locale_default],
     )
     _execute(cursor, "CREATE TEMP TABLE import_touched (contact_id bigint)")
+    claimed = _insert_identities(cursor, source, import_run, user)
+    counts.merged += claimed
     differs = " OR ".join(
         [f"(p.{name} IS NOT NULL AND p.{name} <> c.{name})" for name in CONTACT_FIELDS]
         + ["(p.attrs IS NOT NULL AND c.attributes || p.attrs <> c.attributes)"]
@@ -474,11 +627,11 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
         " UPDATE audiences_contact c SET"
         f"  {', '.join(f'{name} = coalesce(p.{name}, c.{name})' for name in CONTACT_FIELDS)},"
         "  attributes = c.attributes || coalesce(p.attrs, '{}'), updated_at = now()"
-        f" FROM import_person p WHERE p.contact_id = c.id AND NOT p.is_new AND ({differs})"
+        f" FROM import_person p WHERE p.contact_id = c.id AND (NOT p.is_new OR p.moved) AND ({differs})"
+        " AND c.erased_at IS NULL"
         " RETURNING c.id)"
         " INSERT INTO import_touched SELECT id FROM changed",
     )
-    _insert_identities(cursor, source)
     _execute(
         cursor,
         "INSERT INTO import_touched SELECT p.contact_id FROM import_person p JOIN import_ident i ON i.grp = p.grp"
@@ -494,7 +647,7 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
         " INSERT INTO audiences_consentchange (contact_id, channel, status, source, proof, recorded_at)"
         " SELECT p.contact_id, v.channel, v.status, %s, %s || v.line, now()"
         f" FROM import_person p CROSS JOIN LATERAL (VALUES {channels}) v (channel, status, line)"
-        " WHERE p.is_new AND v.status IS NOT NULL"
+        " WHERE p.is_new AND p.moved IS NULL AND v.status IS NOT NULL"
         " RETURNING id, contact_id, channel, status, recorded_at)"
         " INSERT INTO audiences_consent (contact_id, channel, status, changed_at, change_id)"
         " SELECT contact_id, channel, status, recorded_at, id FROM change",
@@ -507,7 +660,8 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
             " INSERT INTO audiences_consentchange (contact_id, channel, status, source, proof, recorded_at)"
             f" SELECT p.contact_id, %s, p.c_{channel}, %s, %s || p.c_{channel}_line, now()"
             " FROM import_person p LEFT JOIN audiences_consent c ON c.contact_id = p.contact_id AND c.channel = %s"
-            f" WHERE NOT p.is_new AND p.c_{channel} IS NOT NULL AND c.status IS DISTINCT FROM p.c_{channel}"
+            f" WHERE (NOT p.is_new OR p.moved) AND p.c_{channel} IS NOT NULL"
+            f" AND c.status IS DISTINCT FROM p.c_{channel}"
             " RETURNING id, contact_id, channel, status, recorded_at),"
             " current AS ("
             " INSERT INTO audiences_consent (contact_id, channel, status, changed_at, change_id)"
@@ -518,6 +672,12 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
             " INSERT INTO import_touched SELECT contact_id FROM current",
             [channel, source, proof, channel],
         )
+    if claimed:  # a new contact merged with one the API gave its identity to is created, not updated
+        _execute(
+            cursor,
+            "DELETE FROM import_touched"
+            " WHERE contact_id IN (SELECT contact_id FROM import_person WHERE is_new AND moved)",
+        )
     _execute(cursor, "SELECT count(DISTINCT contact_id) FROM import_touched")
     counts.updated = cursor.fetchone()[0]
     _execute(cursor, "SELECT count(*) FROM import_person WHERE NOT is_new")
@@ -526,7 +686,7 @@ def _write_contacts(cursor, plan: Plan, counts: Counts, source: str, file_name: 
     _execute(cursor, "DROP TABLE import_touched")
 
 
-def _write_event_contacts(cursor, counts: Counts, source: str) -> None:
+def _write_event_contacts(cursor, counts: Counts, source: str, import_run: Import, user) -> None:
     """An event whose identities nobody owns brings a new contact, known by those identities."""
     locale_default = Contact._meta.get_field("locale").get_default()
     counts.contacts_created = _execute(
@@ -537,7 +697,7 @@ def _write_event_contacts(cursor, counts: Counts, source: str) -> None:
         " FROM import_person WHERE is_new",
         [locale_default],
     )
-    _insert_identities(cursor, source)
+    counts.merged += _insert_identities(cursor, source, import_run, user)
 
 
 def _write_events(cursor, counts: Counts) -> None:
