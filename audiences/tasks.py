@@ -5,16 +5,25 @@ import logging
 from celery import shared_task
 
 from audiences.models import Import
-from audiences.services.imports import import_run
+from audiences.services.imports import STALE_AFTER, ImportRunning, import_run
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task
-def import_run_task(import_id: int) -> None:
-    """Run a queued import. Safe to run twice: the service leaves a done or running import alone."""
+# A message for an import another worker is running comes back this much later: if that worker died,
+# the import is stale after STALE_AFTER and this task takes it over; if not, it is done by then.
+RETRY_AFTER = int(STALE_AFTER.total_seconds() / 5)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=10)
+def import_run_task(self, import_id: int) -> None:
+    """Run a queued import. Safe to run twice: the service leaves a done import alone, and a
+    running one is looked at again later (taken over once its worker is seen to have died)."""
     run = Import.objects.defer("content").filter(pk=import_id).first()
     if run is None:
         logger.warning("Import %s no longer exists; nothing to run", import_id)
         return
-    import_run(import_run=run)
+    try:
+        import_run(import_run=run, raise_if_running=True)
+    except ImportRunning as running:
+        raise self.retry(exc=running, countdown=RETRY_AFTER) from running

@@ -2,14 +2,23 @@
 an external id repeated within one events file. The races run the service in a second thread,
 with its own database connection, at a chosen step of the import."""
 
+import datetime as dt
 import threading
 
 import pytest
+from celery.exceptions import Retry
+from django.core.exceptions import ValidationError
 from django.db import connection, connections
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
 
 from audiences.imports import pipeline
-from audiences.models import Consent, Contact, Event, Identity, ImportRejectedRow
+from audiences.models import Consent, Contact, Event, Identity, Import, ImportRejectedRow
+from audiences.services import imports as import_services
 from audiences.services.contacts import contact_erase, contact_merge
+from audiences.services.imports import ImportRunning, import_create, import_queue, import_run
+from audiences.tasks import import_run_task
 from tests.factories import ContactFactory, IdentityFactory
 from tests.test_imports import run_file
 
@@ -174,3 +183,71 @@ def test_an_external_id_repeated_with_other_content_rejects_the_later_row():
     assert (rejected.line_number, rejected.reason) == (3, "external id 1001 is also on line 2")
     assert rejected.row["ordernummer"] == "1001"
     assert Event.objects.get(external_id="1001").value == 10
+
+
+# --- A worker that dies -------------------------------------------------------------------
+
+
+def running_import(*, minutes_ago: int):
+    created = import_create(kind="contacts", file_name="k.csv", content=FILE.encode())
+    then = timezone.now() - dt.timedelta(minutes=minutes_ago)
+    Import.objects.filter(pk=created.pk).update(status="running", started_at=then, updated_at=then)
+    return created
+
+
+@pytest.mark.django_db
+def test_a_stale_running_import_can_be_queued_again_and_runs(marketeer, django_capture_on_commit_callbacks):
+    created = running_import(minutes_ago=60)
+    client = Client(headers={"accept-language": "en"})
+    client.force_login(marketeer)
+    mapping_url = reverse("admin:audiences_import_mapping", args=[created.pk])
+    assert client.get(reverse("admin:audiences_import_change", args=[created.pk])).context["is_stale"]
+    page = client.get(mapping_url)
+    assert page.status_code == 200
+    fields = {field.html_name: field.initial for field in page.context["form"].visible_fields()}
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        queued = client.post(mapping_url, {**fields, "_import": "1"})
+    assert queued.status_code == 302
+    assert Import.objects.get(pk=created.pk).status == "queued"
+    assert len(callbacks) == 1
+
+    import_run_task(created.pk)
+    done = Import.objects.get(pk=created.pk)
+    assert (done.status, done.created_count) == ("done", 1)
+
+
+@pytest.mark.django_db
+def test_a_fresh_running_import_is_not_run_twice_and_the_task_comes_back_later(monkeypatch):
+    created = running_import(minutes_ago=1)
+    with pytest.raises(ValidationError):
+        import_queue(import_run=created, mapping=created.mapping)
+    retries = []
+
+    def retry(**kwargs):
+        retries.append(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(import_run_task, "retry", retry)
+    with pytest.raises(Retry):
+        import_run_task(created.pk)
+
+    assert retries and retries[0]["countdown"] > 0
+    assert isinstance(retries[0]["exc"], ImportRunning)
+    assert (Import.objects.get(pk=created.pk).status, Contact.objects.count()) == ("running", 0)
+
+
+@pytest.mark.django_db
+def test_a_run_that_was_taken_over_writes_nothing(monkeypatch):
+    created = import_create(kind="contacts", file_name="k.csv", content=FILE.encode())
+    original = pipeline.merge
+    other_start = timezone.now() + dt.timedelta(seconds=5)
+
+    def merge(**kwargs):  # another worker claimed the import while this one was staging
+        Import.objects.filter(pk=created.pk).update(started_at=other_start)
+        return original(**kwargs)
+
+    monkeypatch.setattr(import_services, "merge", merge)
+    after = import_run(import_run=created)
+
+    assert (after.status, after.started_at, Contact.objects.count()) == ("running", other_start, 0)

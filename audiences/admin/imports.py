@@ -18,6 +18,7 @@ from audiences.services.imports import (
     MAX_UPLOAD_BYTES,
     import_columns,
     import_create,
+    import_is_stale,
     import_preview,
     import_queue,
     import_rejected_csv,
@@ -174,7 +175,8 @@ class ImportAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         import_run = get_object_or_404(Import, pk=pk)
-        if import_run.status not in (Import.Status.UPLOADED, Import.Status.FAILED):
+        # A running import whose worker died (stale) can be mapped and queued again.
+        if import_run.status not in (Import.Status.UPLOADED, Import.Status.FAILED) and not import_is_stale(import_run):
             return redirect("admin:audiences_import_change", import_run.pk)
         columns = import_columns(import_run=import_run)
         form = MappingForm(
@@ -216,6 +218,8 @@ class ImportAdmin(admin.ModelAdmin):
             "status_url": reverse("admin:audiences_import_status", args=[object_id]),
             "rejected_url": reverse("admin:audiences_import_rejected", args=[object_id]),
             "mapping_url": reverse("admin:audiences_import_mapping", args=[object_id]),
+            "is_stale": str(object_id).isdigit()
+            and any(import_is_stale(run) for run in Import.objects.defer("content").filter(pk=object_id)),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -67,6 +67,10 @@ NULL = "\\N"
 Progress = Callable[[int, int | None], None]
 
 
+class ImportTakenOver(Exception):
+    """Another run claimed the import (this one looked dead): this run must write nothing."""
+
+
 @dataclass
 class Counts:
     total: int = 0
@@ -250,6 +254,14 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
     source = import_run.source or "import"
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
+        # Still ours (a run whose progress stopped for long is taken over by another worker)? The
+        # touch also locks the import's row until the commit: no one can take over a long merge.
+        if not _execute(
+            cursor,
+            "UPDATE audiences_import SET updated_at = now() WHERE id = %s AND status = %s AND started_at = %s",
+            [import_run.pk, Import.Status.RUNNING, import_run.started_at],
+        ):
+            raise ImportTakenOver(import_run.pk)
         _execute(cursor, "SELECT pg_advisory_xact_lock(%s)", [MERGE_LOCK])
         # Hash joins and aggregates over a million staged rows stay in memory.
         _execute(cursor, "SET LOCAL work_mem = '256MB'")
@@ -275,7 +287,9 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
             " SELECT %s, line, reason, row FROM import_rejected ORDER BY line",
             [import_run.pk],
         )
-        Import.objects.filter(pk=import_run.pk).update(
+        done = Import.objects.filter(
+            pk=import_run.pk, status=Import.Status.RUNNING, started_at=import_run.started_at
+        ).update(
             status=Import.Status.DONE,
             total_rows=counts.total,
             processed_rows=counts.total,
@@ -288,6 +302,8 @@ def merge(*, plan: Plan, import_run: Import, counts: Counts, user=None) -> Count
             finished_at=timezone.now(),
             updated_at=timezone.now(),
         )
+        if not done:  # cannot be, with the row locked above; never mark another run's import
+            raise ImportTakenOver(import_run.pk)
         for name in ("import_stage", "import_rejected", "import_ident", "import_link", "import_lab", "import_person"):
             _execute(cursor, f"DROP TABLE IF EXISTS {name}")
         committing = time.perf_counter()

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audiences.imports.mapping import MappingError, Plan, build_plan, guess_mapping, parse_row
-from audiences.imports.pipeline import Progress, merge, stage
+from audiences.imports.pipeline import ImportTakenOver, Progress, merge, stage
 from audiences.imports.reading import FileUnreadable, Table, open_table
 from audiences.models import Identity, Import
 
@@ -31,6 +31,21 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 STALE_AFTER = dt.timedelta(minutes=15)
 PREVIEW_ROWS = 20
 TEMP_TABLES = ("import_stage", "import_rejected", "import_ident", "import_link", "import_lab", "import_person")
+
+
+class ImportRunning(Exception):
+    """The import is running in another worker, which has shown progress lately."""
+
+
+def import_is_stale(import_run: Import) -> bool:
+    """A running import whose progress has not moved for STALE_AFTER: its worker died."""
+    return import_run.status == Import.Status.RUNNING and import_run.updated_at < timezone.now() - STALE_AFTER
+
+
+def _queueable() -> Q:
+    return Q(status__in=[Import.Status.UPLOADED, Import.Status.FAILED]) | Q(
+        status=Import.Status.RUNNING, updated_at__lt=timezone.now() - STALE_AFTER
+    )
 
 
 def _megabytes(size: int) -> str:
@@ -201,8 +216,11 @@ def import_queue(*, import_run: Import, mapping: dict[str, str]) -> Import:
     table = _open(import_run.content, import_run.file_name)
     full = {column: mapping.get(column, "") for column in table.columns}
     _plan(table, full, import_run.kind)
-    queued = Import.objects.filter(pk=import_run.pk, status__in=[Import.Status.UPLOADED, Import.Status.FAILED]).update(
-        mapping=full, status=Import.Status.QUEUED, error="", updated_at=timezone.now()
+    # A running import whose worker died (no progress for STALE_AFTER) can be queued again.
+    queued = (
+        Import.objects.filter(pk=import_run.pk)
+        .filter(_queueable())
+        .update(mapping=full, status=Import.Status.QUEUED, error="", updated_at=timezone.now())
     )
     if not queued:
         raise ValidationError(f"this import is {import_run.get_status_display().lower()}; it cannot be queued again")
@@ -214,12 +232,16 @@ def import_queue(*, import_run: Import, mapping: dict[str, str]) -> Import:
     return import_run
 
 
-def import_run(*, import_run: Import, progress: Progress | None = None, user=None) -> Import:
+def import_run(
+    *, import_run: Import, progress: Progress | None = None, user=None, raise_if_running: bool = False
+) -> Import:
     """Run the import: stage the rows, then resolve, merge and write them in one transaction.
 
     Safe to call twice: a done import (or one another worker is running) is left alone; a failed
-    or abandoned one runs again from the file. A file or mapping that cannot be used marks the
-    import failed with the reason; any other error does so too and is raised.
+    or abandoned one runs again from the file. With `raise_if_running`, one another worker runs
+    and has shown progress lately raises ImportRunning (a task then tries again later). A file or
+    mapping that cannot be used marks the import failed with the reason; any other error does so
+    too and is raised. A run another worker took over (this one looked dead) writes nothing.
     """
     now = timezone.now()
     claimable = Q(status__in=[Import.Status.UPLOADED, Import.Status.QUEUED, Import.Status.FAILED]) | Q(
@@ -234,6 +256,8 @@ def import_run(*, import_run: Import, progress: Progress | None = None, user=Non
     )
     if not claimed:
         import_run.refresh_from_db()
+        if raise_if_running and import_run.status == Import.Status.RUNNING:
+            raise ImportRunning(f"import {import_run.pk} is running elsewhere (progress at {import_run.updated_at})")
         return import_run
     run = Import.objects.defer("content").get(pk=import_run.pk)
     try:
@@ -243,6 +267,9 @@ def import_run(*, import_run: Import, progress: Progress | None = None, user=Non
         total = content.count(b"\n") if table.format == "csv" else None
         counts = stage(table=table, plan=plan, import_run=run, progress=progress, total=total)
         merge(plan=plan, import_run=run, counts=counts, user=user or run.created_by)
+    except ImportTakenOver:
+        # Another worker took the import over (ours looked dead): it is that run's now.
+        logger.warning("Import %s was taken over by another run; this run's work is rolled back", run.pk)
     except (FileUnreadable, MappingError) as error:
         _fail(run, f"{run.file_name}: {error}")
     except Exception as error:
@@ -255,7 +282,8 @@ def import_run(*, import_run: Import, progress: Progress | None = None, user=Non
 
 
 def _fail(run: Import, message: str) -> None:
-    Import.objects.filter(pk=run.pk).update(
+    # Only while this run still owns the import (another may have taken it over).
+    Import.objects.filter(pk=run.pk, status=Import.Status.RUNNING, started_at=run.started_at).update(
         status=Import.Status.FAILED, error=message, finished_at=timezone.now(), updated_at=timezone.now()
     )
 
