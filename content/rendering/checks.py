@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from django.utils.translation import gettext as _
 from jinja2 import nodes
@@ -189,11 +189,11 @@ class Checker:
         elif isinstance(node, nodes.Include):
             pass  # checked with the blocks
         else:  # refused by the structure check; still look inside for more problems
-            for child in node.iter_child_nodes():
-                if isinstance(child, nodes.Expr):
-                    self.expr(child, scope)
+            for part in node.iter_child_nodes():
+                if isinstance(part, nodes.Expr):
+                    self.expr(part, scope)
                 else:
-                    self.statement(child, scope)
+                    self.statement(part, scope)
 
     def bind(self, target: nodes.Node, field: Field | None, scope: dict[str, Field]) -> None:
         if isinstance(target, nodes.Name):
@@ -372,7 +372,9 @@ class Checker:
 
     # Blocks ----------------------------------------------------------------------------------
 
-    def check_blocks(self, tree: nodes.Template, blocks: Mapping[str, str], published: set[str], slug: str | None):
+    def check_blocks(
+        self, tree: nodes.Template, blocks: Mapping[str, str], published: set[str], slug: str | None
+    ) -> None:
         self.saving = slug
         graph: dict[str, list[str] | None] = {}  # slug -> the slugs it includes; None when it has errors
 
@@ -409,7 +411,14 @@ class Checker:
             if problem:
                 self.report(node, problem, *patterns)
 
-    def block_chain_problem(self, name, chain, blocks, published, includes) -> str | None:
+    def block_chain_problem(
+        self,
+        name: str,
+        chain: list[str],
+        blocks: Mapping[str, str],
+        published: set[str],
+        includes: Callable[[str], list[str] | None],
+    ) -> str | None:
         """The first problem on the way down from block `name`: a cycle, depth, a missing or broken block."""
         chain = [*chain, name]
         if name in chain[:-1]:

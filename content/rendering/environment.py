@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from django.utils.translation import gettext as _
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, nodes, pass_context
@@ -107,7 +107,7 @@ PUBLIC_FILTERS = (
 )
 PUBLIC_TESTS = tuple(sorted(set(TESTS) - {"callable", "filter", "test"}))
 
-FORBIDDEN_TAGS = {
+FORBIDDEN_TAGS: dict[type[nodes.Node], str] = {
     nodes.Macro: "macro",
     nodes.CallBlock: "call",
     nodes.FilterBlock: "filter",
@@ -335,10 +335,11 @@ class MissingValue(ChainableUndefined):
     def _false(self, other: Any) -> bool:
         return False
 
-    __call__ = _missing
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _missing
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _missing
-    __pow__ = __rpow__ = __neg__ = __pos__ = _missing
+    # Undefined declares these as always failing (returning Never); here they return the missing value.
+    __call__ = _missing  # type: ignore[assignment]
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _missing  # type: ignore[assignment]
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _missing  # type: ignore[assignment]
+    __pow__ = __rpow__ = __neg__ = __pos__ = _missing  # type: ignore[assignment]
     __lt__ = __le__ = __gt__ = __ge__ = _false  # type: ignore[assignment]
 
 
@@ -376,7 +377,9 @@ def replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None)
 
 
 @pass_environment
-def wordwrap(environment: Any, s: str, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None):
+def wordwrap(
+    environment: Any, s: str, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None
+) -> str:
     text = soft_str(s)
     too_big(len(text) + (len(text) // max(int(width), 1) + 1) * len(wrapstring or "\n"))
     return do_wordwrap(environment, s, width, break_long_words, wrapstring)
@@ -532,12 +535,13 @@ def column_of(source: str, line: int, *patterns: str) -> int:
 def as_text(source: str | bytes) -> str:
     """The source as text: bytes must be UTF-8, and the source at most `MAX_SOURCE_CHARS` long."""
     if isinstance(source, bytes):
-        if len(source) > 4 * MAX_SOURCE_CHARS:
-            raise TemplateSourceError([too_long(len(source))])
+        raw = source
+        if len(raw) > 4 * MAX_SOURCE_CHARS:
+            raise TemplateSourceError([too_long(len(raw))])
         try:
-            source = source.decode("utf-8")
+            source = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            before = source[: error.start].decode("utf-8", errors="replace")
+            before = raw[: error.start].decode("utf-8", errors="replace")
             line = before.count("\n") + 1
             column = len(before) - (before.rfind("\n") + 1) + 1
             raise TemplateSourceError(
@@ -546,7 +550,7 @@ def as_text(source: str | bytes) -> str:
                         line,
                         column,
                         _("The template is not valid UTF-8: byte 0x%(byte)02x cannot be read.")
-                        % {"byte": source[error.start]},
+                        % {"byte": raw[error.start]},
                     )
                 ]
             ) from error
@@ -651,7 +655,7 @@ def include_slug(node: nodes.Include) -> str | None:
     return None
 
 
-def is_block_call(node: nodes.Node) -> bool:
+def is_block_call(node: nodes.Node) -> TypeGuard[nodes.Call]:
     return isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "block"
 
 
@@ -683,7 +687,8 @@ class AddGuards(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        node.iter = self.guard("dialoog_loop", node.iter, node.lineno)
+        # Jinja types For.iter as any Node; the parser only ever puts an expression there.
+        node.iter = self.guard("dialoog_loop", cast(nodes.Expr, node.iter), node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:

@@ -190,7 +190,7 @@ def block_depth_message(chain: list[str]) -> str:
     }
 
 
-def render(compiled: CompiledTemplate, context: Mapping[str, Any]) -> str:
+def render(compiled: CompiledTemplate, context: dict[str, Any]) -> str:
     """The message for one contact. `context` holds plain dicts, lists, text, numbers and dates."""
     state = RenderState(compiled.blocks)
     token = RENDER_STATE.set(state)
