@@ -47,7 +47,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from faker import Faker
 
-from audiences.models import Consent, ConsentChange, Contact, Event, Identity
+from audiences.models import ConsentChange, Contact, Event, Identity
+from audiences.services.consents import consent_current_rebuild
 from campaigns.models import Campaign
 from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
 from goals.models import Goal
@@ -685,17 +686,7 @@ def _write_chunk(built: list[_Built]) -> tuple[int, int, int, int]:
             ((i, *row) for i, b in zip(ids, built, strict=True) for row in b.consent_changes),
         )
         # The current consent: the newest change per channel, as the consent service keeps it.
-        cursor.execute(
-            f"""
-            INSERT INTO {Consent._meta.db_table} (contact_id, channel, status, changed_at, change_id)
-            SELECT DISTINCT ON (contact_id, channel) contact_id, channel, status, recorded_at, id
-            FROM {ConsentChange._meta.db_table}
-            WHERE contact_id = ANY(%s)
-            ORDER BY contact_id, channel, recorded_at DESC, id DESC
-            """,  # noqa: S608 - table names from the models, values as parameters
-            [ids],
-        )
-        current = cursor.rowcount
+        current = consent_current_rebuild(contact_ids=ids)
         _copy(
             cursor,
             Event._meta.db_table,

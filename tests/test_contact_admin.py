@@ -1,6 +1,8 @@
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audiences.models import Contact, ContactMerge, Event, Identity, PrivacyRequest, SegmentMember
@@ -171,3 +173,21 @@ def test_agents_can_find_contacts_but_not_erase_or_merge(client, agent):
     assert "erase_contacts" not in page.text and "merge_contacts" not in page.text
     client.post(CHANGELIST, {"action": "erase_contacts", ACTION_CHECKBOX_NAME: [contact.pk], "confirmed": "yes"})
     assert Contact.objects.get(pk=contact.pk).erased_at is None
+
+
+def test_contact_page_queries_do_not_grow_with_the_segments(client, marketeer, django_assert_num_queries):
+    client.force_login(marketeer)
+    contact = ContactFactory()
+    url = reverse("admin:audiences_contact_change", args=[contact.pk])
+    rules = {"version": 1, "root": {"consent": "email", "status": "unknown"}}
+    SegmentFactory(name="Een", rules=rules)
+    client.get(url)
+    with CaptureQueriesContext(connection) as one_segment:
+        client.get(url)
+    for number in range(8):
+        SegmentFactory(name=f"Meer {number}", rules=rules)
+        SegmentFactory(name=f"Lijst {number}", kind="static", rules={})
+    with django_assert_num_queries(len(one_segment.captured_queries)):
+        response = client.get(url)
+    assert "Meer 7" in response.text  # every dynamic segment it meets is listed
+    assert "Lijst 7" not in response.text  # it is on no list

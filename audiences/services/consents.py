@@ -53,11 +53,12 @@ def consent_record(
     return change, current
 
 
-def consent_current_rebuild(*, contact_ids: list[int]) -> None:
+def consent_current_rebuild(*, contact_ids: list[int]) -> int:
     """Make the current consents of these contacts their newest change again (after a merge,
-    an unmerge or an erasure moved or removed history)."""
+    an unmerge or an erasure moved or removed history, or a bulk load wrote it). Returns the
+    number of current consents they have."""
     if not contact_ids:
-        return
+        return 0
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM audiences_consent WHERE contact_id = ANY(%s)", [contact_ids])
         cursor.execute(
@@ -70,3 +71,4 @@ def consent_current_rebuild(*, contact_ids: list[int]) -> None:
             """,
             [contact_ids],
         )
+        return cursor.rowcount

@@ -377,19 +377,16 @@ def contact_by_key(*, contact_key: uuid.UUID | str) -> Contact | None:
     if contact is not None:
         return contact
     merge = ContactMerge.objects.filter(absorbed_key=key, unmerged_at=None).order_by("-merged_at").first()
-    for _hop in range(100):  # a chain of merges: A into B, later B into C
-        if merge is None:
-            return None
-        contact = Contact.objects.filter(pk=merge.survivor_id).first()
-        if contact is not None:
-            return contact
-        merge = _merge_that_absorbed(merge.survivor_id)
-    return None
+    return _merge_survivor(merge)
 
 
 def contact_survivor(*, contact_id: int) -> Contact | None:
     """The contact that a contact merged away (by id) lives on in, through a chain of merges."""
-    merge = _merge_that_absorbed(contact_id)
+    return _merge_survivor(_merge_that_absorbed(contact_id))
+
+
+def _merge_survivor(merge: ContactMerge | None) -> Contact | None:
+    """The surviving contact of a merge, following later merges (A into B, later B into C)."""
     for _hop in range(100):
         if merge is None:
             return None
