@@ -334,6 +334,35 @@ def test_a_new_template_from_the_message_page_opens_with_the_editor_of_its_chann
     assert "Usable by campaigns" in overview
 
 
+def test_a_new_template_without_a_channel_goes_on_to_the_editor_after_saving(as_marketeer):
+    message = MessageFactory()
+    add = reverse("admin:content_template_add")
+    page = as_marketeer.get(add).text
+    assert "Choose the channel and save" in page
+    assert 'name="html"' not in page
+
+    response = as_marketeer.post(
+        add, {"message": message.pk, "channel": "script", "default_language": "nl", "sender_profile": ""}
+    )
+    template = Template.objects.get(message=message)
+    assert response.status_code == 302
+    assert response["Location"] == template_url(template)
+    assert 'name="talking_points"' in as_marketeer.get(response["Location"]).text
+    assert not template.versions.exists()
+
+
+def test_only_an_email_has_a_sender_profile(as_marketeer):
+    message = MessageFactory()
+    sender = TemplateFactory(channel=Template.Channel.EMAIL).sender_profile
+    response = as_marketeer.post(
+        reverse("admin:content_template_add"),
+        {"message": message.pk, "channel": "sms", "default_language": "nl", "sender_profile": sender.pk},
+    )
+    assert response.status_code == 200
+    assert "Only an email has a sender profile." in response.text
+    assert not Template.objects.filter(message=message).exists()
+
+
 def test_template_rollback_and_compare_per_language(as_marketeer):
     template = email_template(en={"subject": "One", "html": "<p>One</p>"})
     template_version_create(template=template, language="en", subject="Two", html="<p>Two</p>")

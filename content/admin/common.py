@@ -48,10 +48,11 @@ class Issue:
         return gettext("line %(line)s, column %(column)s") % {"line": self.line, "column": self.column}
 
 
-def issues(found: list[dict[str, Any]]) -> list[Issue]:
+def issues(found: list[dict[str, Any]], labels: dict[str, Any] | None = None) -> list[Issue]:
+    labels = {**FIELD_LABELS, **(labels or {})}
     return [
         Issue(
-            field=str(FIELD_LABELS.get(item.get("field", ""), item.get("field", ""))),
+            field=str(labels.get(item.get("field", ""), item.get("field", ""))),
             line=item.get("line") or 1,
             column=item.get("column") or 1,
             message=item.get("message", ""),

@@ -28,7 +28,6 @@ from django.utils.translation import gettext_lazy as _
 
 from audiences.models import Contact, Identity
 from content.admin.common import (
-    FIELD_LABELS,
     PREVIEW_WIDTHS,
     HistoryRow,
     compare_response,
@@ -40,6 +39,7 @@ from content.forms import CHANNEL_FIELDS, LanguageForm, SendTestForm, TemplateFo
 from content.models import ContentBlockVersion, Message, Template, TemplateVersion, language_code_validator
 from content.rendering.context import sample_context
 from content.rendering.errors import RenderError, TemplateSourceError
+from content.selectors import TEMPLATE_FIELDS as TEMPLATE_FIELD_LABELS
 from content.selectors import contact_context, template_newest_versions, template_version_for
 from content.services import (
     template_problems,
@@ -302,8 +302,7 @@ class TemplateAdmin(admin.ModelAdmin):
         editor: Editor | None = getattr(template, "content_editor", None)
         if editor is None or editor.channel is None:
             return self.get_empty_value_display()
-        fields = [(name, FIELD_LABELS[name]) for name in CHANNEL_FIELDS[editor.channel]]
-        return content_display(editor.version, fields)
+        return content_display(editor.version, list(TEMPLATE_FIELD_LABELS[Template.Channel(editor.channel)]))
 
     def save_model(self, request, obj, form, change):
         obj.save()  # message, channel, default language, sender: the template's own fields
@@ -359,11 +358,12 @@ class TemplateAdmin(admin.ModelAdmin):
         context["variables"] = variables() if editor.channel else []
         if obj is not None:
             version = editor.version
+            labels = dict(TEMPLATE_FIELD_LABELS[Template.Channel(obj.channel)])
             context["editor"] = {
                 "language": editor.language,
                 "version": version,
-                "problems": issues(version.problems) if version else [],
-                "warnings": issues(version.warnings) if version else [],
+                "problems": issues(version.problems, labels) if version else [],
+                "warnings": issues(version.warnings, labels) if version else [],
                 "new_language": version is None,
                 "start": editor.start(obj),
             }
@@ -480,7 +480,7 @@ class TemplateAdmin(admin.ModelAdmin):
         term = request.GET.get("q", "").strip()
         if len(term) < 2:
             return JsonResponse({"results": []})
-        contact_admin = self.admin_site._registry[Contact]
+        contact_admin = self.admin_site.get_model_admin(Contact)
         queryset, _distinct = contact_admin.get_search_results(
             request, Contact.objects.filter(erased_at__isnull=True), term
         )
