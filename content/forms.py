@@ -18,12 +18,11 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from content.models import ContentBlock, ContentBlockVersion, Template, TemplateVersion, language_code_validator
+from content.selectors import TEMPLATE_FIELDS
 
-# The editor fields each channel uses, in the order they are shown.
+# The editor fields each channel uses, in the order they are shown (as the version diff has them).
 CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
-    Template.Channel.EMAIL: ("subject", "preheader", "html", "text"),
-    Template.Channel.SMS: ("text",),
-    Template.Channel.SCRIPT: ("text", "talking_points", "offer_pitch"),
+    channel: tuple(name for name, _label in fields) for channel, fields in TEMPLATE_FIELDS.items()
 }
 TEMPLATE_CONTENT_FIELDS = ("subject", "preheader", "html", "text", "talking_points", "offer_pitch")
 

@@ -441,6 +441,11 @@ def test_a_template_with_problems_shows_the_message_in_the_preview_not_a_500(as_
     assert 'class="errornote content-render-error"' in response.text
     assert "Campaigns cannot use this template yet" in response.text
 
+    sent = as_marketeer.post(template_url(template, "preview"), {"to": "test@example.nl"})
+    assert sent.status_code == 200
+    assert "content-send-test" in sent.text
+    assert not mail.outbox
+
 
 def test_the_sms_preview_shows_encoding_characters_parts_and_the_warning(as_marketeer, settings):
     settings.SMS_PART_WARNING = 1
