@@ -10,7 +10,7 @@ from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -31,26 +31,10 @@ from audiences.services.contacts import (
 from audiences.services.events import MAX_BATCH, EventIn, event_ingest
 from audiences.values import json_value_problem
 from dialoog.api.errors import flatten_errors
+from dialoog.api.permissions import ActionPermissionsMixin
 
 RECENT_EVENTS = 20
 UNKNOWN = "unknown"
-
-
-class RolePermission(permissions.BasePermission):
-    """The Django permissions an action needs, from the view's `action_permissions`."""
-
-    def has_permission(self, request, view):
-        needed = view.action_permissions.get(view.action, ())
-        return bool(request.user and request.user.is_authenticated and request.user.has_perms(needed))
-
-
-class ActionPermissionsMixin:
-    action_permissions: dict[str, tuple[str, ...]] = {}
-
-    def get_permissions(self):
-        if self.action in self.action_permissions:
-            return [RolePermission()]
-        return super().get_permissions()
 
 
 # Output ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from audiences.api import ContactViewSet, EventViewSet, MergeViewSet
 from campaigns.api import CampaignViewSet
+from content.api import BlockViewSet, TemplateViewSet
 from dialoog.views import healthz
 from goals.api import GoalViewSet
 
@@ -13,6 +14,8 @@ router = DefaultRouter()
 router.register("contacts", ContactViewSet, basename="contact")
 router.register("merges", MergeViewSet, basename="merge")
 router.register("events", EventViewSet, basename="event")
+router.register("blocks", BlockViewSet, basename="block")
+router.register("templates", TemplateViewSet, basename="template")
 router.register("goals", GoalViewSet, basename="goal")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from audiences.models import Contact, Event, Identity, Segment
 from campaigns.models import Campaign
+from content.models import Message, SenderProfile, Template
 from goals.models import Goal
 
 
@@ -76,3 +77,35 @@ class SegmentFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Segment {n}")
     rules = factory.LazyFunction(lambda: {"version": 1, "root": {"all": [{"consent": "email", "status": "granted"}]}})
+
+
+class SenderProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SenderProfile
+
+    name = factory.Sequence(lambda n: f"Afzender {n}")
+    from_name = "Tuincentrum De Linde"
+    from_email = "nieuws@delinde.example.nl"
+    reply_to = "klantenservice@delinde.example.nl"
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    name = factory.Sequence(lambda n: f"Najaarsactie {n}")
+
+
+class TemplateFactory(factory.django.DjangoModelFactory):
+    """A template without versions: tests save them through the services."""
+
+    class Meta:
+        model = Template
+
+    message = factory.SubFactory(MessageFactory)
+    channel = Template.Channel.EMAIL
+    sender_profile = factory.Maybe(
+        factory.LazyAttribute(lambda template: template.channel == Template.Channel.EMAIL),
+        yes_declaration=factory.SubFactory(SenderProfileFactory),
+        no_declaration=None,
+    )

@@ -558,6 +558,23 @@ def as_text(source: str | bytes) -> str:
         raise TypeError(f"A template's source is text, not {type(source).__name__}.")
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateSourceError([too_long(len(source))])
+    unreadable = [index for index in (source.find("\x00"), source.find("\ufffd")) if index >= 0]
+    if unreadable:
+        index = min(unreadable)
+        line = source.count("\n", 0, index) + 1
+        column = index - (source.rfind("\n", 0, index) + 1) + 1
+        raise TemplateSourceError(
+            [
+                Problem(
+                    line,
+                    column,
+                    _(
+                        "The template holds a character that could not be read (a NUL byte or �); "
+                        "was it pasted from a file in another encoding?"
+                    ),
+                )
+            ]
+        )
     return source
 
 

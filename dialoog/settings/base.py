@@ -153,6 +153,17 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Dialoog <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
+# --- SMS and content -----------------------------------------------------------------------
+
+# Like EMAIL_BACKEND: where SMS go (console, file, memory, or a provider's backend).
+SMS_BACKEND = env.str("SMS_BACKEND", default="dialoog.sms.backends.console.SmsBackend")
+SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(VAR_DIR / "sms"))
+SMS_SENDER = env.str("SMS_SENDER", default="Dialoog")
+# The SMS editor warns when a message needs more parts than this (each part is billed).
+SMS_PART_WARNING = env.int("SMS_PART_WARNING", default=3)
+# The address customers reach Dialoog's public pages on: the links in messages start with it.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 # --- Celery -------------------------------------------------------------------------------
 
 

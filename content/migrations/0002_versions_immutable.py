@@ -1,0 +1,31 @@
+"""A saved version never changes: PostgreSQL refuses an UPDATE of a block or template version,
+so what a delivery records as "rendered from version N" stays true whatever the code does."""
+
+from django.db import migrations
+
+TABLES = ["content_contentblockversion", "content_templateversion"]
+
+CREATE_FUNCTION = """
+CREATE FUNCTION content_version_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'A saved % cannot be changed; save a new version instead.', TG_TABLE_NAME
+        USING ERRCODE = 'integrity_constraint_violation';
+END;
+$$;
+"""
+
+
+def trigger(table: str) -> str:
+    return (
+        f"CREATE TRIGGER {table}_immutable BEFORE UPDATE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION content_version_immutable();"
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [("content", "0001_initial")]
+
+    operations = [
+        migrations.RunSQL(CREATE_FUNCTION, "DROP FUNCTION content_version_immutable();"),
+        *(migrations.RunSQL(trigger(table), f"DROP TRIGGER {table}_immutable ON {table};") for table in TABLES),
+    ]
