@@ -323,13 +323,14 @@ def test_a_new_template_from_the_message_page_opens_with_the_editor_of_its_chann
     assert "data-sms-counter" in as_marketeer.get(url).text
     response = as_marketeer.post(
         url,
-        {"message": message.pk, "default_language": "nl", "editor_language": "nl", "text": "Hoi!", "note": ""},
+        {"message": message.pk, "default_language": "en", "editor_language": "nl", "text": "Hi!", "note": ""},
         follow=True,
     )
     assert response.status_code == 200
     template = Template.objects.get(message=message)
     assert template.channel == Template.Channel.SMS
-    assert template.versions.get().text == "Hoi!"
+    version = template.versions.get()
+    assert (version.language, version.text) == ("en", "Hi!")  # the first content is in the default language
     overview = as_marketeer.get(reverse("admin:content_message_change", args=[message.pk])).text
     assert "Usable by campaigns" in overview
 

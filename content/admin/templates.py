@@ -273,7 +273,10 @@ class TemplateAdmin(admin.ModelAdmin):
             content = ["editor_language", *CHANNEL_FIELDS[editor.channel], "note"]
         else:
             content = ["content_readonly"]
-        title = gettext("Content in “%(language)s”") % {"language": editor.language}
+        if obj is None:
+            title = gettext("Content, in the default language")
+        else:
+            title = gettext("Content in “%(language)s”") % {"language": editor.language}
         fieldsets.append((title, {"fields": content, "classes": ["content-editor"]}))
         return fieldsets
 
@@ -308,7 +311,8 @@ class TemplateAdmin(admin.ModelAdmin):
         obj.save()  # message, channel, default language, sender: the template's own fields
         if not form.editor_channel:
             return
-        language = form.cleaned_data["editor_language"]
+        # A new template's first content is in its default language.
+        language = form.cleaned_data["editor_language"] if change else form.cleaned_data["default_language"]
         before = template_newest_versions(template=obj).get(language) if change else None
         version = template_version_create(
             template=obj,
@@ -566,9 +570,7 @@ class TemplateAdmin(admin.ModelAdmin):
                     .order_by("block__slug")
                 )
 
-        query = {"language": version.language if version else ""}
-        if contact is not None:
-            query["contact"] = str(contact.pk)
+        chosen = language if language in newest else ""
         sms_limit_warning = ""
         if rendered is not None and rendered.sms is not None:
             sms_limit_warning = sms_warning(rendered.text, settings.SMS_PART_WARNING) or ""
@@ -580,7 +582,7 @@ class TemplateAdmin(admin.ModelAdmin):
             "template_obj": template,
             "problems": template_problems(template=template),
             "languages": ordered_languages(template, newest),
-            "language": version.language if version else None,
+            "language": chosen,
             "version": version,
             "contact": contact,
             "sample": sample_context()["contact"],
@@ -596,8 +598,7 @@ class TemplateAdmin(admin.ModelAdmin):
             "can_send": can_send,
             "send_form": send_form if can_send else None,
             "change_url": change_url(template, version.language if version else None),
-            "sample_url": f"{request.path}?{urlencode({'language': query['language']})}",
-            "query": query,
+            "sample_url": f"{request.path}?{urlencode({'language': chosen})}" if chosen else request.path,
         }
         return TemplateResponse(request, "admin/content/template/preview.html", context_data)
 
