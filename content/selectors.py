@@ -30,6 +30,8 @@ class BlockSources:
     text: dict[str, str] = field(default_factory=dict)
     version_ids: dict[str, int] = field(default_factory=dict)
     published: frozenset[str] = frozenset()
+    # Template versions compiled against these blocks, by version id (versions never change).
+    compiled: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def for_channel(self, channel: str) -> dict[str, str]:
         return self.html if channel == "email_html" else self.text

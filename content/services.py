@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
@@ -29,14 +29,13 @@ from content.models import ContentBlock, ContentBlockVersion, Template, Template
 from content.rendering.checks import check_template
 from content.rendering.context import sample_context
 from content.rendering.errors import Problem, RenderError, TemplateSourceError
-from content.rendering.render import compile_template, render
+from content.rendering.render import CompiledTemplate, compile_template, render
 from content.selectors import (
     BlockSources,
     block_newest_version,
     checkable_blocks,
     published_blocks,
     template_newest_versions,
-    template_version_for,
 )
 from content.sms import SmsInfo, sms_info, sms_warning
 from dialoog.sms import send_sms
@@ -59,7 +58,6 @@ REQUIRED_FIELDS = {
     Template.Channel.SCRIPT: ("text",),
 }
 TEMPLATE_FIELDS = ("subject", "preheader", "html", "text", "talking_points", "offer_pitch")
-User = AbstractBaseUser
 
 
 def issue(name: str, problem: Problem) -> dict[str, Any]:
@@ -83,7 +81,7 @@ class Prepared:
 def check_fields(
     fields: Mapping[str, str], channels: Mapping[str, str], blocks: BlockSources, slug: str | None = None
 ) -> list[dict[str, Any]]:
-    problems = []
+    problems: list[dict[str, Any]] = []
     for name, source in fields.items():
         if source:
             channel = channels[name]
@@ -99,7 +97,8 @@ def render_sample(
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Each field rendered once with the sample profile: a render limit is hit here, not in a send."""
     context = sample_context()
-    rendered, problems = {}, []
+    rendered: dict[str, str] = {}
+    problems: list[dict[str, Any]] = []
     for name, source in fields.items():
         if not source:
             continue
@@ -175,13 +174,14 @@ def block_create(
     text_body: str = "",
     description: str = "",
     user: User | None = None,
+    note: str = "",
 ) -> ContentBlockVersion:
     """A new block with its first version (a draft until published)."""
     refuse_unstorable({"body": body, "text_body": text_body})
     block = ContentBlock(name=name, slug=slug, kind=kind, description=description)
     block.full_clean()
     block.save()
-    return block_version_create(block=block, body=body, text_body=text_body, user=user)
+    return block_version_create(block=block, body=body, text_body=text_body, user=user, note=note)
 
 
 @transaction.atomic
@@ -399,6 +399,40 @@ class RenderedMessage:
     sms: SmsInfo | None = None
 
 
+@dataclass(frozen=True)
+class CompiledVersion:
+    channel: str
+    parts: tuple[tuple[str, CompiledTemplate], ...]  # (field, compiled), the empty fields left out
+    block_version_ids: dict[str, int]
+
+
+def compiled_version(version: TemplateVersion, blocks: BlockSources) -> CompiledVersion:
+    """The version's fields compiled against these blocks, once per `blocks` (a send's batch)."""
+    cached: CompiledVersion | None = blocks.compiled.get(version.pk)
+    if cached is not None:
+        return cached
+    channel = str(version.template.channel)
+    channels = TEMPLATE_CHANNELS[Template.Channel(channel)]
+    sources = {name: getattr(version, name) for name in channels}
+    sources.update(text=version.prepared_text)
+    if channel == Template.Channel.EMAIL:
+        sources["html"] = version.prepared_html
+    parts, used = [], {}
+    for name, source in sources.items():
+        if source:
+            template = compile_template(
+                source,
+                channel=channels[name],
+                version_key=("template", version.pk, name),
+                blocks=blocks.for_channel(channels[name]),
+            )
+            parts.append((name, template))
+            used.update({slug: blocks.version_ids[slug] for slug in template.block_sources})
+    compiled = CompiledVersion(channel, tuple(parts), used)
+    blocks.compiled[version.pk] = compiled
+    return compiled
+
+
 def template_render(
     *, version: TemplateVersion, context: dict[str, Any], blocks: BlockSources | None = None
 ) -> RenderedMessage:
@@ -410,32 +444,16 @@ def template_render(
             [Problem(p["line"], p["column"], f"{p['field']}: {p['message']}") for p in version.problems]
         )
     blocks = published_blocks() if blocks is None else blocks
-    channel = version.template.channel
-    channels = TEMPLATE_CHANNELS[Template.Channel(channel)]
-    sources = {name: getattr(version, name) for name in channels}
-    sources.update(text=version.prepared_text)
-    if channel == Template.Channel.EMAIL:
-        sources["html"] = version.prepared_html
-    rendered: dict[str, str] = {}
-    used: dict[str, int] = {}
-    for name, source in sources.items():
-        if not source:
-            continue
-        compiled = compile_template(
-            source,
-            channel=channels[name],
-            version_key=("template", version.pk, name),
-            blocks=blocks.for_channel(channels[name]),
-        )
-        rendered[name] = render(compiled, context)
-        used.update({slug: blocks.version_ids[slug] for slug in compiled.block_sources})
+    compiled = compiled_version(version, blocks)
+    channel = compiled.channel
+    rendered = {name: render(template, context) for name, template in compiled.parts}
     subject = " ".join(rendered.get("subject", "").split())
     preheader = " ".join(rendered.get("preheader", "").split())
     return RenderedMessage(
         channel=channel,
         language=version.language,
         template_version_id=version.pk,
-        block_version_ids=used,
+        block_version_ids=dict(compiled.block_version_ids),
         subject=subject,
         preheader=preheader,
         html=with_preheader(rendered["html"], preheader) if "html" in rendered else "",
@@ -444,16 +462,6 @@ def template_render(
         offer_pitch=rendered.get("offer_pitch", "").strip(),
         sms=sms_info(rendered.get("text", "").strip()) if channel == Template.Channel.SMS else None,
     )
-
-
-def template_render_for_language(
-    *, template: Template, language: str | None, context: dict[str, Any]
-) -> RenderedMessage:
-    """The message in the version a contact speaking `language` gets (see `template_version_for`)."""
-    version = template_version_for(template=template, language=language)
-    if version is None:
-        raise ValidationError(_("“%(template)s” has no version to render yet.") % {"template": template})
-    return template_render(version=version, context=context)
 
 
 def template_send_test(*, version: TemplateVersion, context: dict[str, Any], to: str) -> RenderedMessage:

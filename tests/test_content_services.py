@@ -28,7 +28,7 @@ from content.services import (
     template_version_create,
 )
 from dialoog import sms
-from tests.factories import ContactFactory, TemplateFactory
+from tests.factories import ContactFactory, TemplateFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -431,3 +431,15 @@ def test_send_test_refuses_a_bad_address_and_sends_nothing(english, channel, to)
 
     assert "to" in error.value.message_dict
     assert mail.outbox == [] and sms.outbox == []
+
+
+def test_deleting_the_user_who_saved_a_version_keeps_the_version_and_nothing_else_changes():
+    user = UserFactory(username="schrijver")
+    version = block_create(name="Footer", slug="footer", body="<p>Groet</p>", user=user)
+
+    user.delete()
+
+    version.refresh_from_db()
+    assert (version.created_by, version.body, version.number) == (None, "<p>Groet</p>", 1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ContentBlockVersion.objects.filter(pk=version.pk).update(body="<p>anders</p>", created_by=None)

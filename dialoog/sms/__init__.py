@@ -10,7 +10,7 @@ here for development and tests; a provider's HTTP backend subclasses `BaseSmsBac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -29,7 +29,7 @@ class SmsMessage:
 outbox: list[SmsMessage] = []
 
 
-def get_connection(backend: str | None = None, **options: object) -> BaseSmsBackend:
+def get_connection(backend: str | None = None, **options: Any) -> BaseSmsBackend:
     backend_class: type[BaseSmsBackend] = import_string(backend or settings.SMS_BACKEND)
     return backend_class(**options)
 
