@@ -248,6 +248,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "EventTypeEnum": "audiences.models.Event.Type",
         "ErrorTypeEnum": ["validation_error", "client_error", "server_error"],
+        "ConsentChannelEnum": "audiences.models.Channel",
+        "IdentityKindEnum": "audiences.models.Identity.Kind",
+        "TemplateChannelEnum": "content.models.Template.Channel",
+        "BlockKindEnum": "content.models.ContentBlock.Kind",
     },
 }
 
