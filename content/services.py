@@ -255,6 +255,20 @@ def block_rollback(*, version: ContentBlockVersion, user: User | None = None) ->
     return restored
 
 
+def block_render(*, version: ContentBlockVersion, context: dict[str, Any]) -> tuple[str, str]:
+    """The version on its own, as HTML and as text, for a preview: the blocks it includes as
+    published (or as their newest draft, when never published). Raises TemplateSourceError or
+    RenderError."""
+    blocks = checkable_blocks()
+    html = compile_template(
+        version.prepared_html, channel="email_html", version_key=("block", version.pk, "body"), blocks=blocks.html
+    )
+    text = compile_template(
+        version.prepared_text, channel="email_text", version_key=("block", version.pk, "text_body"), blocks=blocks.text
+    )
+    return render(html, context), render(text, context)
+
+
 # --- Templates ---------------------------------------------------------------------------------
 
 

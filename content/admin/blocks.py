@@ -32,9 +32,8 @@ from content.forms import BlockForm
 from content.models import ContentBlock, ContentBlockVersion
 from content.rendering.context import sample_context
 from content.rendering.errors import RenderError, TemplateSourceError
-from content.rendering.render import compile_template, render
-from content.selectors import block_newest_version, checkable_blocks
-from content.services import block_create, block_publish, block_rollback, block_version_create
+from content.selectors import block_newest_version
+from content.services import block_create, block_publish, block_render, block_rollback, block_version_create
 
 BLOCK_CONTENT_FIELDS = [("body", _("Body")), ("text_body", _("Plain-text body"))]
 
@@ -53,22 +52,9 @@ def sample_preview(version: ContentBlockVersion) -> dict[str, str]:
     """The version rendered with the sample profile, as HTML and as text, or the error."""
     if version.problems:
         return {"error": gettext("Fix the problems above to see a preview.")}
-    blocks = checkable_blocks()
     try:
-        html = compile_template(
-            version.prepared_html,
-            channel="email_html",
-            version_key=("block-preview", version.pk, "body"),
-            blocks=blocks.html,
-        )
-        text = compile_template(
-            version.prepared_text,
-            channel="email_text",
-            version_key=("block-preview", version.pk, "text_body"),
-            blocks=blocks.text,
-        )
-        context = sample_context()
-        return {"html": render(html, context), "text": render(text, context)}
+        html, text = block_render(version=version, context=sample_context())
+        return {"html": html, "text": text}
     except (TemplateSourceError, RenderError) as error:
         return {"error": str(error)}
 
