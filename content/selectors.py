@@ -90,7 +90,7 @@ def template_newest_versions(*, template: Template) -> dict[str, TemplateVersion
 def template_version_for(*, template: Template, language: str | None) -> TemplateVersion | None:
     """The version a contact speaking `language` gets: their language, else its main language
     (`en` for `en-gb`), else the template's default language."""
-    wanted = (language or "").strip().lower()
+    wanted = (language or "").strip().lower().replace("_", "-").split(".")[0]  # en_GB.UTF-8 is en-gb
     candidates = [wanted, wanted.split("-")[0], template.default_language]
     versions = template.versions.filter(language__in=[code for code in candidates if code])
     newest = {row["language"]: row["number"] for row in versions.values("language").annotate(number=Max("number"))}

@@ -10,6 +10,8 @@ during a send. What it finds is stored on the version: `problems` make it unusab
 
 from __future__ import annotations
 
+import logging
+import smtplib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,8 @@ from content.selectors import (
 )
 from content.sms import SmsInfo, sms_info, sms_warning
 from dialoog.sms import send_sms
+
+logger = logging.getLogger(__name__)
 
 # Which sandbox channel each field renders in (HTML is autoescaped, the others are not).
 BLOCK_CHANNELS = {"body": "email_html", "text_body": "email_text"}
@@ -126,7 +130,7 @@ def _prepare_block(body: str, text_body: str, slug: str, blocks: BlockSources) -
         prepared.html = html.html
         prepared.warnings = [issue("body", warning) for warning in html.warnings]
         problems.extend(issue("body", error) for error in html.errors)
-        prepared.text = text_body or html_to_text(body)
+        prepared.text = text_body or html_to_text(prepared.html)
         # Its includes are rendered as the published versions; itself as this new one.
         with_self = BlockSources(
             {**blocks.html, slug: prepared.html},
@@ -193,7 +197,8 @@ def block_version_create(
     refuse_unstorable({"body": body, "text_body": text_body})
     ContentBlock.objects.select_for_update().filter(pk=block.pk).first()
     newest = block_newest_version(block=block)
-    if newest is not None and (newest.body, newest.text_body) == (body, text_body) and not note:
+    # (A version with problems is checked again: a block it includes may be published by now.)
+    if newest is not None and newest.is_valid and (newest.body, newest.text_body) == (body, text_body) and not note:
         return newest
     prepared = _prepare_block(body, text_body, block.slug, checkable_blocks())
     return ContentBlockVersion.objects.create(
@@ -286,7 +291,7 @@ def _prepare_template(channel: str, fields: Mapping[str, str], key: tuple[Any, .
         problems.extend(issue("html", error) for error in html.errors)
         prepared.warnings.extend(issue("html", warning) for warning in html.warnings)
         prepared.html = html.html
-        prepared.text = used["text"] or html_to_text(used["html"])
+        prepared.text = used["text"] or html_to_text(prepared.html)
     else:
         prepared.text = used["text"]
     if not problems:
@@ -335,7 +340,8 @@ def template_version_create(
     language = language.strip().lower()
     versions = template.versions.filter(language=language)
     newest = versions.order_by("-number").first()
-    if newest is not None and all(getattr(newest, name) == value for name, value in fields.items()) and not note:
+    unchanged = newest is not None and all(getattr(newest, name) == value for name, value in fields.items())
+    if newest is not None and unchanged and newest.is_valid and not note:
         return newest
     number = _next_number(versions)
     prepared = _prepare_template(template.channel, fields, ("template-save", template.pk, language, number))
@@ -506,7 +512,14 @@ def template_send_test(*, version: TemplateVersion, context: dict[str, Any], to:
             reply_to=[sender.reply_to] if sender and sender.reply_to else None,
         )
         email.attach_alternative(message.html, "text/html")
-        email.send()
-    else:
-        send_sms(to=recipient, text=message.text)
+    try:
+        if template.channel == Template.Channel.EMAIL:
+            email.send()
+        else:
+            send_sms(to=recipient, text=message.text)
+    except (OSError, smtplib.SMTPException) as error:  # the mail server or SMS provider said no
+        logger.warning("Test send of template version %s to %s failed: %r", version.pk, recipient, error)
+        raise ValidationError(
+            {"to": _("The test could not be sent: %(error)s") % {"error": str(error) or type(error).__name__}}
+        ) from error
     return message

@@ -205,7 +205,10 @@ def test_a_loop_that_runs_too_long_with_the_sample_profile_is_refused_at_save_ti
     _template, version = email_template(html=html)
 
     assert [(p["field"], p["message"]) for p in version.problems] == [
-        ("html", "Rendering it with the sample profile failed: The template's loops ran more than 100,000 times in all.")
+        (
+            "html",
+            "Rendering it with the sample profile failed: The template's loops ran more than 100,000 times in all.",
+        )
     ]
 
 
@@ -263,7 +266,17 @@ def test_a_template_needs_a_version_in_its_default_language_to_be_usable(english
 
 
 @pytest.mark.parametrize(
-    ("locale", "expected"), [("en", "en"), ("en-gb", "en"), ("EN", "en"), ("de", "nl"), ("", "nl"), (None, "nl")]
+    ("locale", "expected"),
+    [
+        ("en", "en"),
+        ("en-gb", "en"),
+        ("EN", "en"),
+        ("en_GB", "en"),
+        ("en_US.UTF-8", "en"),
+        ("de", "nl"),
+        ("", "nl"),
+        (None, "nl"),
+    ],
 )
 def test_the_contacts_language_picks_the_version_with_a_fallback_to_the_default(locale, expected):
     template = TemplateFactory(channel=Template.Channel.SMS, default_language="nl")
@@ -443,3 +456,28 @@ def test_deleting_the_user_who_saved_a_version_keeps_the_version_and_nothing_els
     assert (version.created_by, version.body, version.number) == (None, "<p>Groet</p>", 1)
     with pytest.raises(IntegrityError), transaction.atomic():
         ContentBlockVersion.objects.filter(pk=version.pk).update(body="<p>anders</p>", created_by=None)
+
+
+def test_saving_unchanged_content_again_rechecks_a_version_with_problems():
+    footer = block_create(name="Footer", slug="footer", body=FOOTER)
+    html = '<p>Hoi</p>{% include "block:footer" %}'
+    template, broken = email_template(html=html)
+    assert not broken.is_valid
+
+    block_publish(version=footer)
+    fixed = template_version_create(template=template, language="nl", subject=broken.subject, html=html)
+
+    assert fixed.number == 2 and fixed.is_valid
+    assert template_problems(template=template) == []
+
+
+def test_a_test_send_the_mail_server_refuses_is_reported_on_the_address(english, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 5
+    published_block()
+    _template, version = email_template()
+
+    with pytest.raises(ValidationError) as error:
+        template_send_test(version=version, context={}, to="test@delinde.example.nl")
+
+    assert error.value.message_dict["to"][0].startswith("The test could not be sent: ")

@@ -191,6 +191,24 @@ def test_block_output_is_not_escaped_twice():
     assert run('{{ block("legal") }}').startswith("<small>")
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ block("legal") | replace("small", "script") }}',
+        '{{ block("legal")[0:1] ~ "svg onload=alert(1)>" }}',
+        '{{ (block("legal") | e) | replace("small", "script") }}',
+        '{{ block("legal") if true else "" }}',
+        '{% set f = block %}{{ f("legal") }}',
+    ],
+)
+def test_a_blocks_html_cannot_be_reshaped_into_markup_of_the_templates_making(english, source):
+    message = "A block is printed on its own"
+
+    assert any(message in problem.message for problem in check(source))
+    with pytest.raises(TemplateSourceError, match=message):
+        run(source)
+
+
 # --- The sandbox -----------------------------------------------------------------------------
 
 
@@ -223,7 +241,7 @@ def test_the_sandbox_refuses_reaching_outside_the_context(source):
         "{{ settings }}{{ settings.SECRET_KEY }}",
         "{{ os }}{{ open }}{{ request }}{{ config }}",
         "{{ lipsum }}{{ cycler }}{{ joiner }}{{ namespace }}{{ dict }}",
-        "{{ range }}{{ block }}{{ 'x'.upper }}",
+        "{{ range }}{{ 'x'.upper }}",
         "{{ Contact.objects.all() }}",
     ],
 )

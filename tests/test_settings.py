@@ -14,6 +14,7 @@ PRODUCTION_LIKE = {
     "ALLOWED_HOSTS": "dialoog.example.nl",
     "DATABASE_URL": "postgres://dialoog:secret@127.0.0.1:5432/dialoog",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "PUBLIC_URL": "https://dialoog.example.nl",
 }
 
 
@@ -59,6 +60,7 @@ def test_production_settings_refuse_to_start_without_a_real_secret_key(secret_ke
         ("DATABASE_URL", "DATABASE_URL is required in production"),
         ("CELERY_BROKER_URL", "CELERY_BROKER_URL is required in production"),
         ("ALLOWED_HOSTS", "ALLOWED_HOSTS is required in production"),
+        ("PUBLIC_URL", "PUBLIC_URL is required in production"),
     ],
 )
 def test_production_settings_need_real_servers_and_start_nothing_embedded(missing, message, tmp_path):

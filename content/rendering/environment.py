@@ -403,6 +403,7 @@ def template_filters() -> dict[str, Callable[..., Any]]:
         "currency": dutch.currency,
         "date": dutch.date,
         "number": dutch.number,
+        "safe_url": dutch.safe_url,
         "join": join,
         "replace": replace,
         "wordwrap": wordwrap,
@@ -643,6 +644,22 @@ def node_pattern(node: nodes.Node) -> tuple[str, ...]:
 def structure_problems(source: str, tree: nodes.Template) -> list[Problem]:
     """Constructs a template may not contain, each with where it is."""
     problems: list[Problem] = []
+    # A block's HTML is printed as it is: only `{{ block("x") }}` on its own may use it, so that no
+    # filter, slice or `~` can reshape trusted markup (`block("x") | replace("p", "script")`).
+    printed_blocks = {
+        id(child.node) for output in tree.find_all(nodes.Output) for child in output.nodes if is_block_call(child)
+    }
+    for node in tree.find_all(nodes.Name):
+        if node.name == "block" and node.ctx == "load" and id(node) not in printed_blocks:
+            line = node.lineno or 1
+            message = (
+                _(
+                    'A block is printed on its own, as {{ block("footer") }} or {%% include "block:footer" %%}; '
+                    "filters and other expressions cannot change it."
+                )
+                % {}
+            )  # "%%" is a literal "%" once formatted
+            problems.append(Problem(line, column_of(source, line, r"\b(block)\b"), message))
     for node in tree.find_all(nodes.Node):
         line = node.lineno or 1
         if isinstance(node, ALLOWED_NODES):
@@ -650,7 +667,7 @@ def structure_problems(source: str, tree: nodes.Template) -> list[Problem]:
                 message = _("Recursive loops are not available in templates.")
                 problems.append(Problem(line, column_of(source, line, r"\b(recursive)\b"), message))
             elif isinstance(node, nodes.Include) and include_slug(node) is None:
-                message = _('Only blocks can be included, by their slug: {%% include "block:footer" %%}.')
+                message = _('Only blocks can be included, by their slug: {%% include "block:footer" %%}.') % {}
                 problems.append(Problem(line, column_of(source, line, r"\b(include)\b"), message))
             elif is_block_call(node) and call_slug(node) is None:
                 message = _('A block is named by its slug in quotes: block("footer").')

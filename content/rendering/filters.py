@@ -1,4 +1,4 @@
-"""Dutch formatting filters for templates: `currency`, `number` and `date`.
+"""Dutch formatting filters for templates: `currency`, `number` and `date`; and `safe_url`.
 
 Pure functions of their arguments, also usable outside templates. A missing value (None, an
 undefined template variable, an empty string) formats as "", so that `{{ offer.price | currency }}`
@@ -9,6 +9,7 @@ number or a date is shown as it is, so that a wrong variable is visible in the p
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.utils import timezone
@@ -135,3 +136,21 @@ def date(value: object, format: str = "long") -> str:
         "time": clock,
     }
     return formats.get(format, long)
+
+
+SAFE_URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+URL_IGNORED = re.compile(r"[\x00-\x20\x7f]")  # browsers skip these in a URL, even inside "java\tscript:"
+URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
+
+
+def safe_url(value: object) -> str:
+    """The value as a link address when it is a web, mail or phone link or a relative address;
+    "" otherwise (`javascript:`, `data:`, ...). Email links whose address comes from a variable pass
+    through it (the HTML preparation adds it), so contact data cannot turn a link into a script."""
+    if is_missing(value):
+        return ""
+    text = str(value).strip()
+    scheme = URL_SCHEME.match(URL_IGNORED.sub("", text))
+    if scheme and scheme.group(1).lower() not in SAFE_URL_SCHEMES:
+        return ""
+    return text

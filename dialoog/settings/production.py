@@ -10,6 +10,7 @@ for _name, _why in [
     ("DATABASE_URL", "point it at your PostgreSQL server"),
     ("CELERY_BROKER_URL", "point it at your Redis or RabbitMQ server, shared by web and workers"),
     ("ALLOWED_HOSTS", "list the host names the site answers to, comma-separated"),
+    ("PUBLIC_URL", "the address customers reach Dialoog on, such as https://dialoog.example.nl (links in messages)"),
 ]:
     if not os.environ.get(_name):
         raise ImproperlyConfigured(f"{_name} is required in production: {_why}.")
