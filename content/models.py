@@ -30,7 +30,10 @@ class SenderProfile(TimeStampedModel):
     """Who an email comes from: the name and address the customer sees, and where replies go."""
 
     name = models.CharField(
-        _("name"), max_length=100, unique=True, help_text=_("For you, for example “Klantenservice”.")
+        _("name"),
+        max_length=100,
+        unique=True,
+        help_text=_("An internal name, shown only in Dialoog, for example “Klantenservice”."),
     )
     from_name = models.CharField(_("sender name"), max_length=100, help_text=_("The name the customer sees."))
     from_email = models.EmailField(_("sender address"))

@@ -489,7 +489,7 @@ def template_send_test(*, version: TemplateVersion, context: dict[str, Any], to:
     through the configured email or SMS backend, marked as a test."""
     template = version.template
     if template.channel == Template.Channel.SCRIPT:
-        raise ValidationError(_("A callcenter script is read by an agent; it cannot be sent."))
+        raise ValidationError(_("A callcenter script is for the agent on the phone; it cannot be sent."))
     recipient = to.strip()
     if template.channel == Template.Channel.EMAIL:
         try:

@@ -571,3 +571,11 @@ def test_a_viewer_sees_the_editors_read_only(as_analyst, agent, english_client):
     assert "{{ offer.name }} voor {{ contact.first_name }}" in page  # the subject, as source
     rollback = reverse("admin:content_template_rollback", args=[template.pk, "nl", 1])
     assert as_agent.post(rollback).status_code == 403
+
+
+def test_bad_query_values_on_admin_pages_are_ignored_not_a_500(as_marketeer):
+    add = as_marketeer.get("/admin/content/template/add/?message=abc&channel=sms")
+    picker = as_marketeer.get("/admin/content/template/contacts/?q=ab%00cd")
+
+    assert add.status_code == 200
+    assert (picker.status_code, picker.json()) == (200, {"results": []})

@@ -85,7 +85,7 @@ KIND_LABELS: dict[str, Any] = {
     "function": _("function"),
 }
 VARIABLES_HELP = _(
-    "Write a variable as {{ contact.first_name }}. A name that is empty for a contact can get a fallback: "
+    "Write a variable as {{ contact.first_name }}. A variable that is empty for a contact can get a fallback: "
     '{{ contact.first_name | default("klant") }}. Include a block with {% include "block:footer" %}.'
 )
 

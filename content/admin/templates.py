@@ -26,7 +26,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from audiences.models import Contact, Identity
+from audiences.models import Contact
+from audiences.selectors.contacts import contact_primary_identities
 from content.admin.common import (
     PREVIEW_WIDTHS,
     HistoryRow,
@@ -51,15 +52,6 @@ from content.services import (
 from content.sms import sms_warning
 
 CONTACT_MATCHES = 10
-# Which identity names a contact in the picker, best first.
-IDENTITY_PREFERENCE = [
-    Identity.Kind.EMAIL,
-    Identity.Kind.PHONE,
-    Identity.Kind.CUSTOMER_NUMBER,
-    Identity.Kind.WEBSHOP_ID,
-    Identity.Kind.CRM_ID,
-    Identity.Kind.DEVICE_ID,
-]
 
 PICKER_LABELS = {
     "searching": _("Searching…"),
@@ -213,6 +205,12 @@ class TemplateAdmin(admin.ModelAdmin):
         js = ["content/sms-counter.js"]
 
     # --- the list ---------------------------------------------------------------------------
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if not str(initial.get("message", "0")).isdigit():  # ?message=abc: no message picked, not a 500
+            initial.pop("message")
+        return initial
 
     def get_queryset(self, request):
         return (
@@ -482,26 +480,21 @@ class TemplateAdmin(admin.ModelAdmin):
         if not (self.has_view_permission(request) and request.user.has_perm("audiences.view_contact")):
             raise PermissionDenied
         term = request.GET.get("q", "").strip()
-        if len(term) < 2:
+        if len(term) < 2 or "\x00" in term:  # PostgreSQL text cannot hold NUL: nobody has one
             return JsonResponse({"results": []})
         contact_admin = self.admin_site.get_model_admin(Contact)
         queryset, _distinct = contact_admin.get_search_results(
             request, Contact.objects.filter(erased_at__isnull=True), term
         )
         contacts = list(queryset.order_by("last_name", "first_name", "pk")[:CONTACT_MATCHES])
-        primary: dict[int, Identity] = {}
-        rank = {kind: index for index, kind in enumerate(IDENTITY_PREFERENCE)}
-        for identity in Identity.objects.filter(contact_id__in=[contact.pk for contact in contacts]).order_by("pk"):
-            best = primary.get(identity.contact_id)
-            if best is None or rank.get(identity.kind, 99) < rank.get(best.kind, 99):
-                primary[identity.contact_id] = identity
+        primary = contact_primary_identities(contact_ids=[contact.pk for contact in contacts])
         return JsonResponse(
             {
                 "results": [
                     {
                         "id": contact.pk,
                         "name": str(contact),
-                        "identity": primary[contact.pk].value if contact.pk in primary else "",
+                        "identity": primary.get(contact.pk, ""),
                         "contact_key": str(contact.contact_key),
                     }
                     for contact in contacts

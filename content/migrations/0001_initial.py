@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('name', models.CharField(help_text='For you, for example “Klantenservice”.', max_length=100, unique=True, verbose_name='name')),
+                ('name', models.CharField(help_text='An internal name, shown only in Dialoog, for example “Klantenservice”.', max_length=100, unique=True, verbose_name='name')),
                 ('from_name', models.CharField(help_text='The name the customer sees.', max_length=100, verbose_name='sender name')),
                 ('from_email', models.EmailField(max_length=254, verbose_name='sender address')),
                 ('reply_to', models.EmailField(blank=True, max_length=254, verbose_name='reply-to address')),
