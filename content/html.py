@@ -11,7 +11,26 @@ the source into the Jinja source that is compiled and rendered for every message
 3. the CSS is sanitised and inlined with css-inline; rules it cannot inline (media queries,
    `:hover`) stay in a `<style>`; nothing is ever fetched;
 4. the body is sanitised with nh3 (Ammonia) against an allowlist for email;
-5. the placeholders are replaced by the template code they stand for, byte for byte.
+5. the placeholders are replaced by the template code they stand for, byte for byte (except
+   `| safe_url` added to a variable an address starts with, see below).
+
+The messages rendered from the prepared source are not sanitised again (10,000 a second), so it
+must be safe whatever the context holds and whichever way its `{% if %}`s go:
+
+- a block's statements (`{% if %}`, `{% else %}`, `{% endif %}`) must all be in the same place of
+  the prepared HTML: in the text, or in one attribute value, or in the <style> or <title>;
+  leaving out what lies between them may not end an attribute value or a tag;
+- a `{` that would start template code with what follows it (`&#123;&#123; x &#125;&#125;`, which
+  html.parser and nh3 decode to `{{ x }}`) is written `&#123;`, and the template code of the
+  prepared source is checked to be exactly the protected code;
+- template code in an address (`href`, `src`, `cite`) may come after text that holds the whole
+  scheme (`https://shop.nl/{{ x }}`) or starts a relative address (`/`, `?`, `#`, `.`); an address
+  that starts with one variable gets `| safe_url` (no `javascript:` from contact data), and after
+  it only `/`, `?`, `#` or `&` may follow; anything else is an error, as is template code in a CSS
+  `url()` that does not come after `https://`, and a `<` right before template code in a <style>;
+- HTML that would keep html5ever busy for long (nesting past `MAX_DEPTH`, more than
+  `MAX_ELEMENTS` elements, a tag or comment never closed before more markup, which html.parser
+  reads in quadratic time) is refused before css-inline and nh3 see it.
 
 Why placeholders: css-inline and nh3 both parse with html5ever, which would rewrite template
 code: text between table rows (`{% for %}`) is moved in front of the table, the `"` in
@@ -28,7 +47,7 @@ rows written straight into a <table> get their <tbody> before any template code 
 them, so that a `{% for %}` around rows does not repeat the <tbody>.
 
 `with_preheader` puts the preview line into a rendered message; `html_to_text` derives a
-plain-text body from an HTML source.
+plain-text body (a Jinja text source) from the prepared HTML.
 """
 
 from __future__ import annotations
@@ -37,10 +56,11 @@ import bisect
 import html
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from html.parser import HTMLParser
+from typing import Any
 
 import css_inline
 import nh3
@@ -100,6 +120,18 @@ EMAIL_ATTRIBUTES: dict[str, frozenset[str]] = {
 BODY_ATTRIBUTES = frozenset({"bgcolor", "class", "dir", "lang", "style", "title"})
 # The document structure: taken apart by the scan, rebuilt around the cleaned body.
 STRUCTURE_TAGS = frozenset({"html", "head", "body", "meta", "link", "title", "style"})
+# The allowed attributes that hold an address (nh3 checks the scheme of href and src, not of cite).
+URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
+
+# html5ever (in css-inline and nh3) takes time quadratic in the depth of the elements: 100,000
+# nested <div> take half a minute. What would be nested deeper, or is too big, is refused
+# before either runs. Real emails stay far below these.
+MAX_DEPTH = 200
+MAX_ELEMENTS = 20_000
+MAX_ATTRIBUTES = 200  # on one tag
+# css-inline matches every rule against every element; the CSS is read recursively.
+MAX_CSS_RULES = 1_000
+MAX_CSS_DEPTH = 20
 
 # Rules css-inline cannot inline (media queries, :hover) stay in the <style> it keeps; the
 # rules it inlined are taken out of it. Nothing is loaded: <link> never reaches it.
@@ -123,7 +155,7 @@ BODY_TAG = re.compile(r"""<body\b(?:[^>"']|"[^"]*"|'[^']*')*>""", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class PreparedHtml:
-    html: str  # the prepared Jinja source
+    html: str  # the prepared Jinja source; "" when there are errors (it could be unsafe to render)
     warnings: list[Problem]  # things removed (the version is still usable)
     errors: list[Problem]  # things that make the version unusable
 
@@ -149,12 +181,20 @@ def with_preheader(html: str, preheader: str) -> str:
 
 
 def html_to_text(source: str) -> str:
-    """A plain-text body from an HTML Jinja source; the template code passes through unchanged."""
+    """A plain-text body (a Jinja text source) from an HTML Jinja source, best from the prepared one;
+    the template code passes through unchanged, a `{{` in the text is printed by template code."""
     protected = protect(source)
     extractor = TextExtractor(protected)
-    extractor.feed(protected.text)
-    extractor.close()
-    return protected.restore(extractor.text())
+    try:
+        extractor.feed(protected.text)
+        unread = unreadable_rest(extractor, protected.text)
+        if unread is None:
+            extractor.close()
+        else:  # `prepare` refuses it; the statements in the rest keep the blocks whole
+            extractor.keep_statements(protected.text[unread:])
+    except AssertionError:  # html.parser gave up, and so does `prepare`
+        pass
+    return protected.restore(literal_braces(extractor.text(), protected))
 
 
 # Template code and its placeholders ------------------------------------------------------------
@@ -165,8 +205,10 @@ JINJA_INNER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|%\}|[\[\](){}]"
 RAW_BLOCK = re.compile(r"\{%[-+]?\s*raw\s*[-+]?%\}")
 RAW_BLOCK_END = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
 STATEMENT_NAME = re.compile(r"\{%[-+]?\s*(\w+)")
-# Statements that open a block closed by `end<name>` (`set` only without `=`).
+# Statements that open a block closed by `end<name>` (`set` only without `=`), and the statements
+# that continue one.
 BLOCK_STATEMENTS = frozenset({"autoescape", "block", "call", "filter", "for", "if", "macro", "raw", "trans", "with"})
+BLOCK_MIDDLES = {"if": frozenset({"elif", "else"}), "for": frozenset({"else"}), "trans": frozenset({"pluralize"})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +222,23 @@ class Construct:
     @property
     def is_statement(self) -> bool:
         return self.text.startswith("{%")
+
+    @property
+    def statement(self) -> str:
+        """The statement's name (`if`, `endfor`...); "" for expressions and comments."""
+        name = STATEMENT_NAME.match(self.text) if self.is_statement else None
+        return name.group(1) if name else ""
+
+    @property
+    def opens_block(self) -> bool:
+        word = self.statement
+        return word in BLOCK_STATEMENTS or (word == "set" and "=" not in self.text)
+
+    @property
+    def continues_block(self) -> bool:
+        """`{% else %}`, `{% endif %}`...: part of a block opened before it."""
+        word = self.statement
+        return word.startswith("end") or word in ("elif", "else", "pluralize")
 
 
 @dataclass(frozen=True)
@@ -210,10 +269,17 @@ class Protected:
         token = rf"{self.marker}(\d+)x"
         return re.compile(rf"<!--{token}-->|&lt;!--{token}--&gt;|{token}")
 
-    def restore(self, text: str) -> str:
+    def restore(self, text: str, rewritten: Mapping[int, str] | None = None) -> str:
+        """The text with the template code back; `rewritten` replaces some of it (`| safe_url` added)."""
         if not self.constructs:
             return text
-        return self.restorer.sub(lambda found: self.constructs[int(next(filter(None, found.groups())))].text, text)
+        rewritten = rewritten or {}
+
+        def code(found: re.Match[str]) -> str:
+            index = int(next(filter(None, found.groups())))
+            return rewritten.get(index, self.constructs[index].text)
+
+        return self.restorer.sub(code, text)
 
 
 def protect(source: str) -> Protected:
@@ -307,6 +373,95 @@ class Positions:
 
     def at(self, offset: int, message: str) -> Problem:
         return self.at_source(self.source_offset(offset), message)
+
+
+# Blocks of template code -------------------------------------------------------------------------
+#
+# The statements of a block (`{% if %}`, `{% else %}`, `{% endif %}`) leave out or repeat what lies
+# between them. That keeps the HTML whole only when all of them are in one place of it: all in
+# the text between tags, or all in the same attribute value, or all in the <style> or <title>.
+# An `{% if false %}` in an attribute value with its `{% endif %}` in the text after the tag
+# leaves out the rest of the value, and that text becomes the rest of the tag:
+# `<a title="{% if false %}">{% endif %}" onmouseover="..."` renders an onmouseover. A block
+# (`{% include "block:x" %}`) is HTML printed as it is, so it belongs in the text as well.
+# Where each statement is, is read from the prepared HTML itself (as html5ever serialised it),
+# so that a parser reading the source differently cannot hide one.
+
+Place = tuple[str, int]  # "text", "attribute", "style", "title" or "tag"; where it starts (0 for text)
+
+
+def block_problems(protected: Protected, positions: Positions) -> list[Problem]:
+    """Statements that open a block never closed, or that continue or close no open block."""
+    open_blocks: list[Construct] = []
+    for construct in protected.constructs:
+        word = construct.statement
+        if word in ("raw", "endraw"):
+            continue  # paired up by `jinja_constructs`
+        if construct.opens_block:
+            open_blocks.append(construct)
+        elif construct.continues_block:
+            opening = open_blocks[-1].statement if open_blocks else ""
+            if opening and word == f"end{opening}":
+                open_blocks.pop()
+            elif word not in BLOCK_MIDDLES.get(opening, ()):
+                message = _("This {%% %(tag)s %%} does not belong to a block opened before it.") % {"tag": word}
+                return [positions.at_source(construct.start, message)]
+    return [positions.at_source(block.start, unclosed_block_message(block.statement)) for block in open_blocks]
+
+
+def unclosed_block_message(tag: str) -> str:
+    return _("This {%% %(tag)s %%} is never closed with {%% end%(tag)s %%}.") % {"tag": tag}
+
+
+def block_place_problems(constructs: list[Construct], places: list[tuple[int, Place]]) -> list[tuple[int, str]]:
+    """The blocks whose statements are not all in one place: the index of the opening statement, and why."""
+    problems: list[tuple[int, str]] = []
+    reported: set[int] = set()
+    open_blocks: list[tuple[int, Place]] = []
+    for index, place in places:
+        construct = constructs[index]
+        if construct.opens_block:
+            open_blocks.append((index, place))
+        elif construct.continues_block and open_blocks:
+            opening, opened_at = open_blocks[-1]
+            if place != opened_at and opening not in reported:
+                reported.add(opening)
+                problems.append((opening, block_place_message(constructs[opening].statement, opened_at, place)))
+            if construct.statement.startswith("end"):
+                open_blocks.pop()
+    return problems
+
+
+# `{% include "block:x" %}` and `{{ block("x") }}` print a block's HTML as it is.
+BLOCK_CALL = re.compile(r"(?<![\w.])block\s*\(")
+
+
+def inclusion_place_problems(constructs: list[Construct], places: list[tuple[int, Place]]) -> list[tuple[int, str]]:
+    """Blocks included elsewhere than in the text: their HTML would end the attribute value it is in."""
+    message = _("A block is HTML: include it between tags, not inside an HTML tag, a <style> or the <title>.")
+    problems = []
+    for index, place in places:
+        construct = constructs[index]
+        includes = construct.statement == "include" or (
+            construct.text.startswith("{{") and BLOCK_CALL.search(construct.text) is not None
+        )
+        if includes and place[0] != "text":
+            problems.append((index, message))
+    return problems
+
+
+def block_place_message(tag: str, opened_at: Place, place: Place) -> str:
+    where = {
+        "text": _("in the text"),
+        "attribute": _("inside an attribute value"),
+        "style": _("inside the <style>"),
+        "title": _("inside the <title>"),
+        "tag": _("inside an HTML tag"),
+    }
+    elsewhere = _("inside another attribute value") if place[0] == opened_at[0] == "attribute" else where[place[0]]
+    return _(
+        "This {%% %(tag)s %%} starts %(start)s and continues %(elsewhere)s; open and close it in the same place."
+    ) % {"tag": tag, "start": where[opened_at[0]], "elsewhere": elsewhere}
 
 
 # CSS -------------------------------------------------------------------------------------------
@@ -478,6 +633,62 @@ def is_inlinable(css: str, protected: Protected) -> bool:
     return True
 
 
+def css_declarations(css: str, start: int, end: int) -> Iterator[CssItem]:
+    """The statements between start and end, also those inside rules and at-rules."""
+    for item in css_items(css, start, end):
+        if item.block is None:
+            yield item
+        else:
+            yield from css_declarations(css, *item.block)
+
+
+def css_shape(css: str) -> tuple[int, int]:
+    """How many blocks (`{ }`: rules, at-rules) the CSS has, and how deep they nest."""
+    count = depth = deepest = 0
+    for token in CSS_SYNTAX.finditer(css):
+        if token.group() == "{":
+            count, depth = count + 1, depth + 1
+            deepest = max(deepest, depth)
+        elif token.group() == "}" and depth:
+            depth -= 1
+    return count, deepest
+
+
+CSS_URL = re.compile(r"url\(\s*['\"]?", re.IGNORECASE)
+WEB_URL_START = re.compile(r"https?://", re.IGNORECASE)
+# The start of `</style`, which template code right after it could complete (`<{{ x }}`).
+STYLE_END_START = re.compile(r"<(?:/(?:s(?:t(?:y(?:le?)?)?)?)?)?\Z", re.IGNORECASE)
+
+
+def css_url_constructs(css: str, placeholders: re.Pattern[str]) -> list[int]:
+    """The first template code after each `url(` in a declaration, unless that url( starts with http(s)://.
+
+    `url({{ x }})` could load a `javascript:` address in old mail clients; after a literal
+    https:// the template code can only make a part of a web address.
+    """
+    if not placeholders.search(css):
+        return []
+    found = []
+    for declaration in css_declarations(css, 0, len(css)):
+        text = css_unescaped(without_comments(css[declaration.start : declaration.end]))
+        urls = list(CSS_URL.finditer(text))
+        ends = [url.start() for url in urls[1:]] + [len(text)] if urls else []
+        for url, following in zip(urls, ends, strict=True):
+            placeholder = (
+                None if WEB_URL_START.match(text, url.end()) else placeholders.search(text, url.end(), following)
+            )
+            if placeholder is not None:
+                found.append(int(placeholder.group(1)))
+    return found
+
+
+def css_url_message() -> str:
+    return _(
+        "Template code in a CSS url() must come after the start of a web address, such as"
+        " url(https://shop.nl/{{ product.image }}); write the start of the address yourself."
+    )
+
+
 # Links ------------------------------------------------------------------------------------------
 
 URL_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):")
@@ -486,6 +697,82 @@ C0_AND_SPACE = "".join(map(chr, range(0x21)))
 WEB_AUTHORITY = re.compile(r"https?:[\\/]*([^\\/?#]*)", re.IGNORECASE)
 PORT = re.compile(r":(\d*)\Z")
 FORBIDDEN_HOST = re.compile(r"[\x00-\x20#/:<>?@\[\\\]^|\x7f]")
+
+
+# A relative address starting with one of these never gets a scheme, whatever follows; nor does
+# an address that starts with a variable (which passes through `safe_url`) and goes on with one of
+# the others.
+RELATIVE_URL_START = ("/", "?", "#", ".")
+AFTER_URL_VARIABLE = ("/", "?", "#", "&")
+
+
+def url_text(value: str) -> str:
+    """An address as a browser reads its start: without tabs and newlines, leading spaces and controls."""
+    return value.translate(URL_IGNORED).lstrip(C0_AND_SPACE)
+
+
+def url_template_problem(
+    value: str, placeholders: re.Pattern[str], constructs: list[Construct]
+) -> tuple[str, int] | None:
+    """Which rule an address with template code breaks ("prefix", "start", "after") and at which
+    construct; None if it keeps to them:
+
+    - it starts with text that holds the whole scheme (`https://shop.nl/{{ x }}`, `mailto:{{ x }}`;
+      nh3 checks that scheme) or with /, ?, # or . (relative, it never gets a scheme);
+    - or it starts with one `{{ }}`, which gets `| safe_url`, followed by nothing or by /, ?, # or &.
+    """
+    first = placeholders.search(value)
+    if first is None:
+        return None
+    index = int(first.group(1))
+    prefix = url_text(value[: first.start()])
+    if prefix:
+        return None if ":" in prefix or prefix.startswith(RELATIVE_URL_START) else ("prefix", index)
+    if not constructs[index].text.startswith("{{"):
+        return "start", index
+    rest = value[first.end() :].translate(URL_IGNORED)
+    following = placeholders.search(rest)
+    literal = rest[: following.start()] if following else rest.rstrip(C0_AND_SPACE)
+    if following and not literal:
+        return "start", index
+    if literal and not literal.startswith(AFTER_URL_VARIABLE):
+        return "after", index
+    return None
+
+
+def starts_with_template_code(value: str, placeholders: re.Pattern[str]) -> int | None:
+    """The construct an address starts with, if it starts with one."""
+    first = placeholders.search(value)
+    return int(first.group(1)) if first and not url_text(value[: first.start()]) else None
+
+
+def with_safe_url(code: str) -> str:
+    """`{{ x }}` as `{{ (x) | safe_url }}`, its whitespace control kept where it was."""
+    opening = code[:3] if code[2:3] in ("-", "+") else code[:2]
+    closing = code[-3:] if code.endswith("-}}") and len(code) > len(opening) + 2 else code[-2:]
+    inner = code[len(opening) : len(code) - len(closing)].strip()
+    return f"{opening} ({inner}) | safe_url {closing}"
+
+
+def link_message(rule: str, attribute: str, tag: str) -> str:
+    messages = {
+        "prefix": _(
+            "The address in the %(attribute)s of <%(tag)s> starts with text without its https:// or mailto:"
+            " and then template code, which could turn it into a script link."
+        ),
+        "start": _(
+            "The address in the %(attribute)s of <%(tag)s> starts with a {%% %%} or {# #} tag, or with two"
+            " pieces of template code in a row, which cannot be checked."
+        ),
+        "after": _(
+            "In the %(attribute)s of <%(tag)s>, the variable the address starts with may only be followed by"
+            " /, ?, # or & (such as {{ product.url }}?utm_source=mail); other text could turn it into a script link."
+        ),
+    }
+    write_it = _(
+        "Write the start of a link yourself (https://…) or make it one variable such as {{ links.unsubscribe }}."
+    )
+    return f"{messages[rule] % {'attribute': attribute, 'tag': tag}} {write_it}"
 
 
 def url_problem(value: str) -> tuple[str, str] | None:
@@ -567,6 +854,188 @@ class Edit:
     text: str
 
 
+# How html5ever nests elements, as far as the depth goes (the HTML standard's tree construction,
+# simplified so that it errs on the side of more depth).
+FORMATTING_TAGS = frozenset({"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong"})
+FORMATTING_TAGS |= {"tt", "u"}
+SCOPE_MARKERS = frozenset({"applet", "caption", "marquee", "object", "td", "template", "th"})
+DEFAULT_SCOPE = SCOPE_MARKERS | {"html", "table"}
+TABLE_SCOPE = frozenset({"html", "table", "template"})
+SPECIAL_TAGS = DEFAULT_SCOPE | STRUCTURE_TAGS | VOID_TAGS | REMOVED_WITH_CONTENT | TABLE_PARTS
+SPECIAL_TAGS |= {"address", "article", "aside", "basefont", "bgsound", "blockquote", "button", "center", "dd"}
+SPECIAL_TAGS |= {"details", "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "frame"}
+SPECIAL_TAGS |= {"h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "li", "listing", "main", "menu", "nav"}
+SPECIAL_TAGS |= {"ol", "p", "pre", "search", "section", "summary", "ul"}
+CLOSES_P = frozenset({"address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div", "dl"})
+CLOSES_P |= {"fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header"}
+CLOSES_P |= {"hgroup", "hr", "listing", "main", "menu", "nav", "ol", "p", "pre", "section", "summary", "table", "ul"}
+ROW_PARTS = frozenset({"tbody", "thead", "tfoot", "tr", "td", "th"})
+# A start tag closes the open elements of these kinds, if one is open below the scope's boundary.
+IMPLIED_ENDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    **dict.fromkeys(CLOSES_P, (frozenset({"p"}), DEFAULT_SCOPE | {"button"})),
+    "li": (frozenset({"li", "p"}), DEFAULT_SCOPE | {"ol", "ul"}),
+    **dict.fromkeys(("dd", "dt"), (frozenset({"dd", "dt", "p"}), DEFAULT_SCOPE | {"dl"})),
+    **dict.fromkeys(("td", "th"), (frozenset({"td", "th"}), TABLE_SCOPE)),
+    "tr": (frozenset({"tr", "td", "th"}), TABLE_SCOPE),
+    **dict.fromkeys(("tbody", "thead", "tfoot"), (ROW_PARTS, TABLE_SCOPE)),
+    **{tag: (frozenset({tag}), DEFAULT_SCOPE) for tag in ("a", "button", "nobr", "option")},
+}
+
+
+class TooComplex(Exception):
+    """The HTML is refused before css-inline and nh3 see it; `offset` is where, in the protected source."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.message = message
+
+
+class OpenElements:
+    """The elements html5ever would hold open, roughly: enough to tell how deep it would nest.
+
+    Start tags that close an open <p>, <li>, <td>... (implied end tags) close it here too; end tags
+    close up to their element within its scope. Formatting elements (<b>, <font>...) closed
+    implicitly stay in the list of active formatting elements and are opened again before the
+    next text or inline element, as html5ever does: `<p><b class=1></p><p><b class=2></p>...`
+    nests ever deeper (and makes html5ever take minutes) although every <p> is closed.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        # The list of active formatting elements: [tag, attributes, position in the stack or -1];
+        # None is a marker (a <td> or <caption> opened after them).
+        self.formatting: list[list[Any] | None] = []
+        self.created = 0
+
+    def start(self, tag: str, attrs: list[tuple[str, str | None]]) -> str | None:
+        """A start tag; a message when it goes past the limits."""
+        if len(attrs) > MAX_ATTRIBUTES:
+            return _("This tag has more than %(limit)s attributes.") % {"limit": MAX_ATTRIBUTES}
+        implied = IMPLIED_ENDS.get(tag)
+        if implied is not None:
+            self.close_any(*implied)
+        current = self.stack[-1] if self.stack else ""
+        if tag == "table" and current in ("table", *TABLE_PARTS - {"td", "th", "caption"}):
+            self.close_any(frozenset({"table"}), TABLE_SCOPE)  # a table right in a table ends it
+        elif tag in ("tr", "td", "th") and current == "table":
+            self.push("tbody")  # rows belong in a row group
+        if tag in ("td", "th") and self.stack and self.stack[-1] in ("tbody", "thead", "tfoot"):
+            self.push("tr")
+        if tag in FORMATTING_TAGS or tag not in SPECIAL_TAGS:
+            self.reopen()
+        if tag in VOID_TAGS:
+            self.created += 1
+        else:
+            self.push(tag)
+            if tag in SCOPE_MARKERS:
+                self.formatting.append(None)
+            elif tag in FORMATTING_TAGS:
+                self.add_formatting(tag, sorted((name, value or "") for name, value in attrs))
+        return self.problem()
+
+    def push(self, tag: str) -> None:
+        self.stack.append(tag)
+        self.created += 1
+
+    def end(self, tag: str) -> None:
+        if tag in FORMATTING_TAGS and self.end_formatting(tag):
+            return
+        if tag in TABLE_PARTS or tag == "table":
+            boundary = TABLE_SCOPE
+        elif tag in ("p", "li", "dd", "dt"):
+            boundary = IMPLIED_ENDS[tag][1]
+        elif tag in SPECIAL_TAGS:
+            boundary = DEFAULT_SCOPE
+        else:  # "any other end tag" stops at any special element
+            boundary = SPECIAL_TAGS
+        for position in range(len(self.stack) - 1, -1, -1):
+            if self.stack[position] == tag:
+                self.pop_to(position)
+                return
+            if self.stack[position] in boundary:
+                return
+
+    def text(self) -> str | None:
+        self.reopen()
+        return self.problem()
+
+    def problem(self) -> str | None:
+        if len(self.stack) > MAX_DEPTH:
+            return _(
+                "The HTML is nested more than %(limit)s elements deep here; close the elements you open"
+                " (every <div>, <table>, <b>...) or nest them less deeply."
+            ) % {"limit": MAX_DEPTH}
+        if self.created > MAX_ELEMENTS or len(self.formatting) > MAX_DEPTH:
+            return _("The HTML has more than %(limit)s elements; an email this big cannot be checked.") % {
+                "limit": f"{MAX_ELEMENTS:,}"
+            }
+        return None
+
+    def close_any(self, tags: frozenset[str], boundary: frozenset[str]) -> None:
+        """Close the lowest open element of `tags` above the nearest boundary (implied end tags)."""
+        lowest = None
+        for position in range(len(self.stack) - 1, -1, -1):
+            if self.stack[position] in tags:
+                lowest = position
+            if self.stack[position] in boundary:
+                break
+        if lowest is not None:
+            self.pop_to(lowest)
+
+    def pop_to(self, position: int) -> None:
+        for tag in self.stack[position:]:
+            if tag in SCOPE_MARKERS:
+                while self.formatting and self.formatting.pop() is not None:
+                    pass
+        del self.stack[position:]
+        for entry in self.formatting:
+            if entry is not None and entry[2] >= position:
+                entry[2] = -1
+
+    def reopen(self) -> None:
+        """html5ever's "reconstruct the active formatting elements"."""
+        start = len(self.formatting)
+        while start and self.formatting[start - 1] is not None:
+            start -= 1
+        for entry in self.formatting[start:]:
+            if entry is not None and entry[2] < 0:
+                entry[2] = len(self.stack)
+                self.push(entry[0])
+
+    def add_formatting(self, tag: str, attributes: list[tuple[str, str]]) -> None:
+        same = [
+            entry
+            for entry in reversed(self.formatting[self.last_marker() :])
+            if entry is not None and entry[0] == tag and entry[1] == attributes
+        ]
+        if len(same) >= 3:  # the "Noah's Ark" clause
+            self.formatting.remove(same[-1])
+        self.formatting.append([tag, attributes, len(self.stack) - 1])
+
+    def end_formatting(self, tag: str) -> bool:
+        """html5ever's adoption agency, for depth: whether the end tag was handled."""
+        marker = self.last_marker()
+        for index in range(len(self.formatting) - 1, marker - 1, -1):
+            entry = self.formatting[index]
+            if entry is not None and entry[0] == tag:
+                position = entry[2]
+                if position < 0:
+                    del self.formatting[index]
+                elif not any(other in SPECIAL_TAGS for other in self.stack[position + 1 :]):
+                    del self.formatting[index]
+                    self.pop_to(position)
+                # Else html5ever moves what is inside into a copy of the element: as deep as before.
+                return True
+        return False
+
+    def last_marker(self) -> int:
+        for index in range(len(self.formatting) - 1, -1, -1):
+            if self.formatting[index] is None:
+                return index + 1
+        return 0
+
+
 class HtmlScan(HTMLParser):
     """Reads the protected source once, as html5ever will, and finds:
 
@@ -607,6 +1076,9 @@ class HtmlScan(HTMLParser):
         # Open tables: where a <tbody> would go, and whether a row group is open.
         self.tables: list[tuple[int, bool]] = []
         self.reported: set[int] = set()  # constructs with an error already
+        self.url_expressions: dict[int, str] = {}  # `{{ x }}` starting an address, as `{{ (x) | safe_url }}`
+        self.open_elements = OpenElements()
+        self.css_rules = 0
 
     # Events
 
@@ -619,11 +1091,16 @@ class HtmlScan(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         start = self.event("tag")
+        if not self.cutting and tag not in STRUCTURE_TAGS:
+            self.refuse(start, self.open_elements.start(tag, attrs))
         text = self.get_starttag_text() or ""
         attributes = tag_attributes(text, start)
         self.value_spans[len(self.event_starts) - 1] = [(a.value_start, a.value_end) for a in attributes]
         if self.cutting:
             return
+        for attribute in attributes:
+            if attribute.name == "style":
+                self.check_css_shape(attribute.start, attribute.value)
         if tag in STRUCTURE_TAGS:
             self.event_cut[-1] = True
             self.take_structure(tag, start, start + len(text), attributes)
@@ -641,6 +1118,8 @@ class HtmlScan(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         start = self.event("endtag")
+        if not self.cutting and tag not in STRUCTURE_TAGS:
+            self.open_elements.end(tag)
         if self.cutting:
             if tag == self.cutting:
                 self.finish_cut(start)
@@ -655,7 +1134,21 @@ class HtmlScan(HTMLParser):
             self.close_table_part(tag, self.protected.text.find(">", start) + 1 or len(self.protected.text))
 
     def handle_data(self, data: str) -> None:
-        self.event("raw" if self.cdata_elem else "data")
+        start = self.event("raw" if self.cdata_elem else "data")
+        if not (self.cutting or self.cdata_elem) and not data.isspace():
+            self.refuse(start, self.open_elements.text())
+
+    def refuse(self, offset: int, message: str | None) -> None:
+        if message is not None:
+            raise TooComplex(offset, message)
+
+    def check_css_shape(self, offset: int, css: str) -> int:
+        """The number of rules in the CSS; refused if they nest too deeply to be read."""
+        rules, depth = css_shape(css)
+        if depth > MAX_CSS_DEPTH:
+            message = _("The CSS is nested more than %(limit)s blocks deep; it cannot be read.")
+            raise TooComplex(offset, message % {"limit": MAX_CSS_DEPTH})
+        return rules
 
     def handle_comment(self, data: str) -> None:
         start = self.event("comment", cut=True)
@@ -703,6 +1196,12 @@ class HtmlScan(HTMLParser):
     def finish_cut(self, end: int) -> None:
         if self.cutting == "style":
             self.style_sheets.append((self.cut_content_start, end))
+            self.css_rules += self.check_css_shape(
+                self.cut_content_start, self.protected.text[self.cut_content_start : end]
+            )
+            if self.css_rules > MAX_CSS_RULES:
+                message = _("The style sheets have more than %(limit)s rules; an email this big cannot be checked.")
+                raise TooComplex(self.cut_content_start, message % {"limit": f"{MAX_CSS_RULES:,}"})
         elif self.cutting == "title" and self.title is None:
             self.title = self.protected.text[self.cut_content_start : end]
         self.cutting = None
@@ -760,19 +1259,36 @@ class HtmlScan(HTMLParser):
         name = attribute.name
         if name not in allowed and name not in GENERIC_ATTRIBUTES and not name.startswith("aria-"):
             self.warn(attribute.start, attribute_message(name) % {"attribute": name, "tag": tag})
-        elif name in ("href", "src"):
-            problem = url_problem(attribute.value)
-            if problem:
-                message, scheme = problem
-                names = {"attribute": name, "tag": tag, "scheme": self.protected.restore(scheme)}
-                self.warn(attribute.start, message % names)
+        elif name in URL_ATTRIBUTES:
+            self.check_address(tag, attribute)
         elif name == "style":
             self.checked_style(attribute)
+
+    def check_address(self, tag: str, attribute: Attribute) -> None:
+        """An address: its scheme, and the rules for template code in it (`url_template_problem`)."""
+        constructs = self.protected.constructs
+        template_problem = url_template_problem(attribute.value, self.placeholders, constructs)
+        if template_problem is not None:
+            rule, index = template_problem
+            self.jinja_error(index, link_message(rule, attribute.name, tag))
+            # nh3 may drop the address; the rest of its template code is not reported as lost as well.
+            self.reported.update(int(found.group(1)) for found in self.placeholders.finditer(attribute.value))
+            return
+        first = starts_with_template_code(attribute.value, self.placeholders)
+        if first is not None:
+            self.url_expressions[first] = with_safe_url(constructs[first].text)
+        problem = url_problem(attribute.value)
+        if problem:
+            message, scheme = problem
+            names = {"attribute": attribute.name, "tag": tag, "scheme": self.protected.restore(scheme)}
+            self.warn(attribute.start, message % names)
 
     def checked_style(self, attribute: Attribute) -> str:
         cleaned, labels = sanitise_declarations(attribute.value, self.placeholders)
         for label in labels:
             self.warn(attribute.start, css_message(label))
+        for index in css_url_constructs(cleaned, self.placeholders):
+            self.jinja_error(index, css_url_message())
         return cleaned
 
     def replace_style_attributes(self, attributes: list[Attribute]) -> None:
@@ -815,6 +1331,8 @@ class HtmlScan(HTMLParser):
         return any(start <= offset < end for start, end in self.value_spans.get(event, []))
 
     def jinja_error(self, index: int, message: str) -> None:
+        if index in self.reported:
+            return  # one error for each piece of template code
         self.reported.add(index)
         self.errors.append(self.positions.at_source(self.protected.constructs[index].start, message))
 
@@ -881,11 +1399,15 @@ class Preparation:
     warnings: list[Problem]
     errors: list[Problem]
     css_tokens: set[int]  # template code in inlined CSS, which may end up in no element
+    refused: bool = False  # the HTML is not even given to css-inline and nh3
 
 
 def prepare(source: str, *, document: bool) -> PreparedHtml:
     preparation = scanned(source, document=document)
     scan, protected = preparation.scan, preparation.protected
+    if preparation.refused:
+        errors = sorted(scan.errors + preparation.errors, key=position_of)
+        return PreparedHtml("", sorted(preparation.warnings, key=position_of), errors)
     sheets = style_sheets(preparation)
     content = apply_edits(protected.text, scan.edits())
     body_attributes = dict(scan.body_attributes or [])
@@ -903,26 +1425,62 @@ def prepare(source: str, *, document: bool) -> PreparedHtml:
         prepared = document_html(scan, head_css, body_tag, body)
     else:
         prepared = (f"<style>{head_css}</style>" if head_css else "") + body
+    prepared = with_braces_encoded(preparation, prepared)
+    reading = read_prepared(prepared, protected)
     check_lost(preparation, prepared)
     check_blocks_intact(preparation, prepared)
-    restored = protected.restore(prepared)
-    return PreparedHtml(
-        restored,
-        sorted(preparation.warnings, key=position_of),
-        sorted(preparation.errors + scan.errors, key=position_of),
-    )
+    for index, message in [
+        *block_place_problems(protected.constructs, reading.places),
+        *inclusion_place_problems(protected.constructs, reading.places),
+    ]:
+        scan.jinja_error(index, message)
+    check_addresses(preparation, reading.addresses)
+    restored = protected.restore(prepared, scan.url_expressions)
+    check_template_code(preparation, reading.places, restored)
+    errors = sorted(scan.errors + preparation.errors, key=position_of)
+    return PreparedHtml("" if errors else restored, sorted(preparation.warnings, key=position_of), errors)
 
 
 def scanned(source: str, *, document: bool) -> Preparation:
     protected = protect(source)
     positions = Positions(protected)
     scan = HtmlScan(protected, positions, document=document)
-    scan.feed(protected.text)
-    scan.close()
-    errors = []
+    errors = block_problems(protected, positions)
     if protected.unclosed is not None:
         errors.append(positions.at_source(protected.unclosed, _("This template tag is never closed.")))
-    return Preparation(protected, positions, scan, scan.warnings, errors, set())
+    preparation = Preparation(protected, positions, scan, scan.warnings, errors, set())
+    try:
+        scan.feed(protected.text)
+        unread = unreadable_rest(scan, protected.text)
+        if unread is not None:
+            raise TooComplex(unread, never_closed_message())
+        scan.close()
+    except TooComplex as refusal:
+        errors.append(positions.at(refusal.offset, refusal.message))
+        preparation.refused = True
+    except AssertionError:  # html.parser's way of giving up, on `<![<![` for one
+        message = _("The HTML cannot be read from here on; check the tag or comment that starts here.")
+        errors.append(positions.at(positions.offset(*scan.getpos()), message))
+        preparation.refused = True
+    return preparation
+
+
+def unreadable_rest(parser: HTMLParser, text: str) -> int | None:
+    """Where a tag, comment or declaration starts that is never closed, when more markup follows it.
+
+    html.parser keeps it for `close()`, which then searches the rest of the source for its end
+    once for every `<` that follows: `</` or `<!--` repeated 100,000 times takes minutes. (html5ever
+    makes the rest a comment, or drops it.)
+    """
+    rest = parser.rawdata
+    return len(text) - len(rest) if "<" in rest[1:] else None
+
+
+def never_closed_message() -> str:
+    return _(
+        "This tag or comment is never closed (with > or -->), so the HTML after it cannot be read;"
+        " close it, or write &lt; for a < in text."
+    )
 
 
 def style_sheets(preparation: Preparation) -> list[StyleSheet]:
@@ -936,6 +1494,14 @@ def style_sheets(preparation: Preparation) -> list[StyleSheet]:
         ]
         if sheet.inlinable:
             preparation.css_tokens |= {int(found.group(1)) for found in placeholders.finditer(sheet.css)}
+        for index in css_url_constructs(sheet.css, placeholders):
+            preparation.scan.jinja_error(index, css_url_message())
+        for found in placeholders.finditer(sheet.css):
+            if STYLE_END_START.search(sheet.css, max(found.start() - 7, 0), found.start()):
+                message = _(
+                    "A < right before template code in a <style> could end the style; put a space between them."
+                )
+                preparation.scan.jinja_error(int(found.group(1)), message)
         sheets.append(sheet)
     return sheets
 
@@ -979,7 +1545,11 @@ def cleaned_body(preparation: Preparation, body: str) -> str:
     placeholders = preparation.protected.pattern
 
     def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
-        return sanitise_declarations(value, placeholders)[0] if attribute == "style" else value
+        if attribute == "style":
+            return sanitise_declarations(value, placeholders)[0]
+        if attribute in URL_ATTRIBUTES and url_problem(value):
+            return None  # nh3 checks href and src itself, but not cite
+        return value
 
     cleaned = nh3.clean(
         body,
@@ -1007,12 +1577,114 @@ def document_html(scan: HtmlScan, head_css: str, body_tag: str, body: str) -> st
     return "".join(parts)
 
 
+# The prepared HTML as html5ever serialised it (and `document_html` wrote it): attribute values
+# always quoted, `<` in text always escaped.
+PREPARED_TOKEN = re.compile(
+    r"<!--.*?-->|<(?P<raw>style|title)\b[^>]*>.*?</(?P=raw)>"
+    r"""|<[a-zA-Z](?:[^>"']|"[^"]*"|'[^']*')*>|[^<]+|<""",
+    re.DOTALL | re.IGNORECASE,
+)
+PREPARED_TAG_NAME = re.compile(r"<([^\s/>]+)")
+PREPARED_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]*)))?""")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Where the template code ended up in the prepared HTML."""
+
+    places: list[tuple[int, Place]]  # every placeholder, in order, and where it is
+    addresses: list[tuple[str, str, str]]  # tag, attribute, value: addresses holding template code
+
+
+def with_braces_encoded(preparation: Preparation, prepared: str) -> str:
+    """Every `{` that would start template code with what follows it, written as `&#123;`.
+
+    html.parser and nh3 decode `&#123;&#123; x &#125;&#125;` to `{{ x }}`, which would run as
+    template code that was never checked; `&#123;` shows as `{` in every mail client. In a
+    <style>, where a character reference is not decoded, such a `{` is an error.
+    """
+    marker = preparation.protected.marker
+    brace = re.compile(rf"\{{(?=[{{%#]|(?:<!--|&lt;!--)?{marker}\d+x)")
+    pieces, position = [], 0
+    for token in PREPARED_TOKEN.finditer(prepared):
+        if (token.group("raw") or "").lower() != "style":
+            continue
+        pieces += [brace.sub("&#123;", prepared[position : token.start()]), token.group()]
+        position = token.end()
+        if brace.search(token.group()):
+            sheets = preparation.scan.style_sheets
+            message = _("The CSS holds {{, {% or {# that is not template code; put a space after the {.")
+            at = preparation.positions.at(sheets[0][0], message) if sheets else Problem(1, 1, message)
+            preparation.errors.append(at)
+    pieces.append(brace.sub("&#123;", prepared[position:]))
+    return "".join(pieces)
+
+
+def read_prepared(prepared: str, protected: Protected) -> Reading:
+    placeholders = protected.pattern
+    places: list[tuple[int, Place]] = []
+    addresses: list[tuple[str, str, str]] = []
+    for token in PREPARED_TOKEN.finditer(prepared):
+        text = token.group()
+        if not placeholders.search(text):
+            continue
+        indexes = [(found.start(), int(found.group(1))) for found in placeholders.finditer(text)]
+        if token.group("raw"):
+            places += [(index, (token.group("raw").lower(), token.start())) for _at, index in indexes]
+        elif text.startswith("<") and not text.startswith("<!--"):
+            name = PREPARED_TAG_NAME.match(text)
+            tag = name.group(1).lower() if name else ""
+            values = []
+            for attribute in PREPARED_ATTRIBUTE.finditer(text, name.end() if name else 1):
+                group = next((group for group in (2, 3, 4) if attribute.group(group) is not None), None)
+                if group is None:
+                    continue
+                values.append(attribute.span(group))
+                value = html.unescape(attribute.group(group))
+                if attribute.group(1).lower() in URL_ATTRIBUTES and placeholders.search(value):
+                    addresses.append((tag, attribute.group(1).lower(), value))
+            for at, index in indexes:
+                value_start = next((start for start, end in values if start <= at < end), None)
+                places.append(
+                    (
+                        index,
+                        ("tag", token.start()) if value_start is None else ("attribute", token.start() + value_start),
+                    )
+                )
+        else:
+            places += [(index, ("text", 0)) for _at, index in indexes]
+    return Reading(places, addresses)
+
+
+def check_addresses(preparation: Preparation, addresses: list[tuple[str, str, str]]) -> None:
+    """A backstop: every address with template code in the prepared HTML keeps to the rules."""
+    scan, protected = preparation.scan, preparation.protected
+    for tag, attribute, value in addresses:
+        problem = url_template_problem(value, protected.pattern, protected.constructs)
+        index = starts_with_template_code(value, protected.pattern)
+        if problem is None and index is not None and index not in scan.url_expressions:
+            problem = "start", index
+        if problem is not None:
+            scan.jinja_error(problem[1], link_message(problem[0], attribute, tag))
+
+
+def check_template_code(preparation: Preparation, places: list[tuple[int, Place]], restored: str) -> None:
+    """A backstop: the template code in the prepared source is exactly the code protected, in order."""
+    constructs, rewritten = preparation.protected.constructs, preparation.scan.url_expressions
+    expected = [rewritten.get(index, constructs[index].text) for index, _place in places]
+    found, unclosed = jinja_constructs(restored)
+    if unclosed is not None or [construct.text for construct in found] != expected:
+        message = _("The template code could not be kept exactly as written; please report this.")
+        preparation.errors.append(Problem(1, 1, message))
+
+
 def check_lost(preparation: Preparation, prepared: str) -> None:
     """Template code that did not make it into the prepared HTML is an error (unless reported already)."""
     protected = preparation.protected
-    found = {int(match.group(1)) for match in protected.pattern.finditer(prepared)}
+    kept = {int(match.group(1)) for match in protected.pattern.finditer(prepared)}
+    kept |= preparation.css_tokens | preparation.scan.reported
     for index, construct in enumerate(protected.constructs):
-        if index not in found | preparation.css_tokens | preparation.scan.reported:
+        if index not in kept:
             preparation.errors.append(preparation.positions.at_source(construct.start, lost_message()))
 
 
@@ -1035,12 +1707,11 @@ def check_blocks_intact(preparation: Preparation, prepared: str) -> None:
 def blocks_balanced(constructs: list[Construct]) -> bool:
     open_blocks: list[str] = []
     for construct in constructs:
-        name = STATEMENT_NAME.match(construct.text)
-        word = name.group(1) if name and construct.is_statement else ""
+        word = construct.statement
         if word.startswith("end"):
             if not open_blocks or open_blocks.pop() != word[3:]:
                 return False
-        elif word in BLOCK_STATEMENTS or (word == "set" and "=" not in construct.text):
+        elif construct.opens_block:
             open_blocks.append(word)
     return not open_blocks
 
@@ -1058,7 +1729,7 @@ def escape(text: str) -> str:
 PARAGRAPHS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "pre"})
 LINES = frozenset({"div", "tr", "table", "section", "article", "header", "footer", "center", "hr", "address"})
 LINES |= {"dl", "dt", "dd", "figure", "figcaption", "caption", "li"}
-SKIPPED = frozenset({"head", "style", "script", "title", "noscript", "template"})
+SKIPPED = frozenset({"head", "style", "script", "title", "noscript", "template"}) | (REMOVED_WITH_CONTENT - VOID_TAGS)
 WHITESPACE = re.compile(r"\s+")
 SPACES = re.compile(r"[^\S\n]+")
 BLANK_LINES = re.compile(r"\n{3,}")
@@ -1076,16 +1747,18 @@ class TextExtractor(HTMLParser):
         self.protected = protected
         self.pieces: list[str] = []
         self.skipping: str | None = None
+        self.skipping_depth = 0  # of elements like the one skipped, inside it
         self.links: list[tuple[str | None, int]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         text = self.get_starttag_text() or ""
         if self.skipping:
             self.skipping = None if (tag == "body" and self.skipping == "head") else self.skipping
+            self.skipping_depth += tag == self.skipping
             self.keep_statements(text)
             return
         if tag in SKIPPED:
-            self.skipping = tag
+            self.skipping, self.skipping_depth = tag, 0
             self.keep_statements(text)
             return
         values = dict(attrs)
@@ -1099,11 +1772,13 @@ class TextExtractor(HTMLParser):
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
         if self.skipping == tag:
-            self.skipping = None
+            self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if self.skipping:
-            self.skipping = None if tag == self.skipping else self.skipping
+            if tag == self.skipping:
+                self.skipping_depth -= 1
+                self.skipping = None if self.skipping_depth < 0 else self.skipping
             return
         if tag == "a" and self.links:
             href, mark = self.links.pop()
@@ -1124,7 +1799,8 @@ class TextExtractor(HTMLParser):
         """`{% %}` in what is dropped, so that blocks stay balanced and `{% set %}` still runs."""
         if self.protected.marker not in text:
             return
-        used = [(a.value_start, a.value_end) for a in tag_attributes(text, 0) if a.name == used_attribute]
+        attributes = tag_attributes(text, 0) if used_attribute else []
+        used = [(a.value_start, a.value_end) for a in attributes if a.name == used_attribute]
         for found in self.protected.pattern.finditer(text):
             inside_used = any(start <= found.start() < end for start, end in used)
             if self.protected.constructs[int(found.group(1))].is_statement and not inside_used:
@@ -1134,6 +1810,21 @@ class TextExtractor(HTMLParser):
         text = BREAKS.sub(lambda found: "\n\n" if PARAGRAPH in found.group() else "\n", "".join(self.pieces))
         lines = (SPACES.sub(" ", line).strip() for line in text.split("\n"))
         return BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def literal_braces(text: str, protected: Protected) -> str:
+    """Each `{` that would start template code with what follows it, printed by template code:
+    `{{ "{" }}` (not inside a `{% raw %}` block, which prints what it holds as it is)."""
+    brace = re.compile(rf"\{{(?=[{{%#]|{protected.marker}\d+x)")
+    pieces, position, raw = [], 0, False
+    for found in protected.pattern.finditer(text):
+        statement = protected.constructs[int(found.group(1))].statement
+        if statement in ("raw", "endraw"):
+            before = text[position : found.start()]
+            pieces += [before if raw else brace.sub('{{ "{" }}', before), found.group()]
+            position, raw = found.end(), statement == "raw"
+    pieces.append(text[position:] if raw else brace.sub('{{ "{" }}', text[position:]))
+    return "".join(pieces)
 
 
 def layout_before(tag: str) -> str:

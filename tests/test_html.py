@@ -4,12 +4,14 @@ reported where the marketeer wrote it, template code kept byte for byte."""
 import re
 import subprocess
 import sys
+import time
 
 import css_inline
 import jinja2
 import pytest
 
-from content.html import html_to_text, prepare_email_html, prepare_fragment, with_preheader
+from content.html import MAX_DEPTH, MAX_ELEMENTS, html_to_text, prepare_email_html, prepare_fragment, with_preheader
+from content.rendering.render import compile_template, render
 
 DOCUMENT_START = (
     '<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -143,8 +145,9 @@ def test_a_clean_email_gives_no_warnings():
     [
         "{% if contact.scores.churn > 0.5 %}<p>We missen je!</p>{% endif %}",
         '<p>Beste {{ contact.first_name | default("klant & co") }},</p>',
-        '<a href="{{ links.unsubscribe }}">Afmelden</a>',
-        '<img src="{{ products[0].image_url }}" alt="Product">',
+        '<a href="https://voorbeeld.nl/p/{{ product.id }}?u={{ contact.id }}">Bekijk</a>',
+        '<a href="mailto:{{ contact.email }}">Mail</a>',
+        '<a href="/{% if vip %}vip{% else %}gewoon{% endif %}">Relatief</a>',
         "{# comment with <b> #}",
         "{% if contact.scores.churn > 0.5\n      and contact.consent.email %}<p>Blijf!</p>{% endif %}",
         "<p>{%- if a < b -%}\n  kleiner\n{%- endif -%}</p>",
@@ -158,6 +161,269 @@ def test_template_code_survives_exactly(jinja):
     assert f"<div>{jinja}</div>" in prepared.html
     assert prepared.warnings == []
     assert prepared.errors == []
+
+
+@pytest.mark.parametrize(
+    ("written", "prepared"),
+    [
+        ('<a href="{{ links.unsubscribe }}">', '<a href="{{ (links.unsubscribe) | safe_url }}">'),
+        (
+            '<img src="{{ products[0].image_url }}" alt="">',
+            '<img src="{{ (products[0].image_url) | safe_url }}" alt="">',
+        ),
+        ('<a href="{{ product.url }}?utm_source=mail">', '<a href="{{ (product.url) | safe_url }}?utm_source=mail">'),
+        ('<a href="{{- product.url -}}#top">', '<a href="{{- (product.url) | safe_url -}}#top">'),
+        (
+            '<a href="{{ x | default("https://a.nl/?a=1&b=2") }}">',
+            '<a href="{{ (x | default("https://a.nl/?a=1&b=2")) | safe_url }}">',
+        ),
+        ('<q cite=" {{ source }} ">', '<q cite=" {{ (source) | safe_url }} ">'),
+    ],
+)
+def test_an_address_that_starts_with_a_variable_passes_through_safe_url(written, prepared):
+    result = prepare_fragment(f"{written}x")
+
+    assert result.html.startswith(prepared)
+    assert result.errors == []
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "message"),
+    [
+        (
+            '<p>Hoi</p>\n<a href="java{{ x }}">x</a>',
+            "{{ x }}",
+            "The address in the href of <a> starts with text without its https:// or mailto: and then"
+            " template code, which could turn it into a script link.",
+        ),
+        (
+            '<p>Hoi</p>\n<img alt="" src="www.shop.nl/{{ x }}">',
+            "{{ x }}",
+            "The address in the src of <img> starts with text without its https:// or mailto: and then"
+            " template code, which could turn it into a script link.",
+        ),
+        (
+            "<p>Hoi</p>\n<a href=\"{{ 'java' }}script:alert(1)\">x</a>",
+            "{{ 'java' }}",
+            "In the href of <a>, the variable the address starts with may only be followed by /, ?, # or &"
+            " (such as {{ product.url }}?utm_source=mail); other text could turn it into a script link.",
+        ),
+        (
+            '<p>Hoi</p>\n<a href="{{ a }}\n{{ b }}">x</a>',
+            "{{ a }}",
+            "The address in the href of <a> starts with a {% %} or {# #} tag, or with two pieces of"
+            " template code in a row, which cannot be checked.",
+        ),
+        (
+            '<p>Hoi</p>\n<a href="{% if vip %}https://a.nl{% else %}https://b.nl{% endif %}">x</a>',
+            "{% if vip %}",
+            "The address in the href of <a> starts with a {% %} or {# #} tag, or with two pieces of"
+            " template code in a row, which cannot be checked.",
+        ),
+        (
+            '<p>Hoi</p>\n<q cite="{# bron #}{{ x }}">x</q>',
+            "{# bron #}",
+            "The address in the cite of <q> starts with a {% %} or {# #} tag, or with two pieces of"
+            " template code in a row, which cannot be checked.",
+        ),
+    ],
+)
+def test_template_code_that_could_make_an_address_a_script_is_an_error(english, source, code, message):
+    prepared = prepare_email_html(source)
+
+    assert [(error.line, error.column, error.message) for error in prepared.errors] == [
+        (
+            *position_of(source, code),
+            f"{message} Write the start of a link yourself (https://…) or make it one variable such as"
+            " {{ links.unsubscribe }}.",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "code"),
+    [
+        ('<p style="color: red;\n background: url({{ contact.site }})">x</p>', "{{ contact.site }}"),
+        ("<p style=\"background-image: url( '{% if a %}x.png{% endif %}' )\">x</p>", "{% if a %}"),
+        ("<style>\n.a { background: url(/img/{{ x }}.png) }</style><p class=a>x</p>", "{{ x }}"),
+        ("<style>\n.a { background: u\\72l({{ x }}) }</style><p class=a>x</p>", "{{ x }}"),
+        ("<style>\n@media (min-width: 1px) { .a { background: url({{ x }}) } }</style>", "{{ x }}"),
+        ("<style>\n.a { background: url(a.png) {{ position }} }</style><p class=a>x</p>", "{{ position }}"),
+    ],
+)
+def test_template_code_in_a_css_url_is_an_error_unless_after_https(english, source, code):
+    prepared = prepare_email_html(source)
+
+    assert [(error.line, error.column, error.message) for error in prepared.errors] == [
+        (
+            *position_of(source, code),
+            "Template code in a CSS url() must come after the start of a web address, such as"
+            " url(https://shop.nl/{{ product.image }}); write the start of the address yourself.",
+        )
+    ]
+
+
+def test_template_code_in_a_css_url_after_https_is_kept():
+    source = (
+        '<style>.a { background: url("https://cdn.nl/{{ x }}.png") {{ position }} }</style>'
+        '<p class="a" style="background: url(HTTPS://cdn.nl/{{ y }})">x</p>'
+    )
+
+    prepared = prepare_fragment(source)
+
+    assert prepared.errors == []
+    assert "url(HTTPS://cdn.nl/{{ y }})" in prepared.html
+
+
+def test_a_cite_with_a_script_address_is_removed(english):
+    prepared = prepare_fragment('<blockquote cite="javascript:alert(1)">x</blockquote>')
+
+    assert prepared.html == "<blockquote>x</blockquote>"
+    assert [w.message for w in prepared.warnings] == [
+        "The javascript: address in the cite of <blockquote> is not allowed in emails; it was removed."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "opening", "message"),
+    [
+        (
+            '<p>Hoi</p>\n<a title="{% if false %}">{% endif %}" onmouseover="alert(1)" x="</a>',
+            "{% if false %}",
+            "This {% if %} starts inside an attribute value and continues in the text;"
+            " open and close it in the same place.",
+        ),
+        (
+            '<p>Hoi</p>\n<img alt="{% for x in [] %}">{% endfor %}" src=x onerror="alert(1)" y="">',
+            "{% for x in [] %}",
+            "This {% for %} starts inside an attribute value and continues in the text;"
+            " open and close it in the same place.",
+        ),
+        (
+            '<p>Hoi</p>\n{% if a %}<p title="{% else %}">x</p>{% endif %}',
+            "{% if a %}",
+            "This {% if %} starts in the text and continues inside an attribute value;"
+            " open and close it in the same place.",
+        ),
+        (
+            '<p>Hoi</p>\n<a href="https://a.nl/{% with x = 1 %}" title="{% endwith %}">x</a>',
+            "{% with x = 1 %}",
+            "This {% with %} starts inside an attribute value and continues inside another attribute value;"
+            " open and close it in the same place.",
+        ),
+        (
+            "<style>p { color: red; }\n{% if a %}</style><p>x</p>{% endif %}",
+            "{% if a %}",
+            "This {% if %} starts inside the <style> and continues in the text; open and close it in the same place.",
+        ),
+        (
+            "<title>{% if a %}</title>\n<p>x</p>{% endif %}",
+            "{% if a %}",
+            "This {% if %} starts inside the <title> and continues in the text; open and close it in the same place.",
+        ),
+    ],
+)
+def test_a_block_whose_statements_are_in_different_places_is_an_error(english, source, opening, message):
+    prepared = prepare_email_html(source)
+
+    assert (*position_of(source, opening), message) in [(e.line, e.column, e.message) for e in prepared.errors]
+
+
+@pytest.mark.parametrize(
+    ("source", "code"),
+    [
+        ('<p>Hoi</p>\n<a title="{% include "block:x" %}">x</a>', "{% include"),
+        ("<p>Hoi</p>\n<p class='{{ block(\"x\") }}'>x</p>", "{{ block"),
+        ('<p>Hoi</p>\n<a href="{{ block("x") }}">x</a>', "{{ block"),
+        ('<p>Hoi</p>\n<style>p { color: red; } {% include "block:x" %}</style>', "{% include"),
+        ('<p>Hoi</p>\n<title>{% include "block:x" %}</title>', "{% include"),
+    ],
+)
+def test_a_block_included_elsewhere_than_in_the_text_is_an_error(english, source, code):
+    prepared = prepare_email_html(source)
+
+    assert [(e.line, e.column, e.message) for e in prepared.errors] == [
+        (
+            *position_of(source, code),
+            "A block is HTML: include it between tags, not inside an HTML tag, a <style> or the <title>.",
+        )
+    ]
+
+
+def test_a_block_included_in_the_text_is_fine():
+    source = '<table><tr><td>{% include "block:kop" %}</td></tr></table>{{ block("voet") }}'
+
+    prepared = prepare_email_html(source)
+
+    assert prepared.errors == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% if x %}<b>a</b>{% elif y %}<i>b</i>{% else %}c{% endif %}",
+        '<p class="{% if vip %}gold{% else %}{{ tier }}{% endif %}">x</p>',
+        '<p style="color: {% if vip %}gold{% else %}{{ brand.color }}{% endif %}">x</p>',
+        "<table>{% for p in products %}<tr><td>{{ p.name }}</td></tr>{% else %}<tr><td>-</td></tr>{% endfor %}</table>",
+        "<style>{% if vip %}.prijs { color: gold; }{% endif %}</style><p class='prijs'>x</p>",
+        "<style>.k { color: {% if vip %}gold{% else %}red{% endif %}; }</style><p class=k>a</p><p class=k>b</p>",
+        "<title>{% if vip %}Voor jou{% else %}Nieuws{% endif %}</title><p>x</p>",
+        '{% with n = contact.first_name %}<p title="{{ n }}">{{ n }}</p>{% endwith %}',
+    ],
+)
+def test_blocks_in_one_place_are_fine(source):
+    prepared = prepare_email_html(source)
+
+    assert prepared.errors == []
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "message"),
+    [
+        ("<p>Hoi</p>\n{% if a %}<p>x</p>", "{% if a %}", "This {% if %} is never closed with {% endif %}."),
+        (
+            "<p>Hoi</p>\n{% for a in b %}<p>x</p>{% endif %}",
+            "{% endif %}",
+            "This {% endif %} does not belong to a block opened before it.",
+        ),
+        (
+            "<p>Hoi</p>\n<p>x</p>{% else %}",
+            "{% else %}",
+            "This {% else %} does not belong to a block opened before it.",
+        ),
+    ],
+)
+def test_a_block_not_closed_is_an_error(english, source, code, message):
+    prepared = prepare_email_html(source)
+
+    assert (*position_of(source, code), message) in [(e.line, e.column, e.message) for e in prepared.errors]
+
+
+@pytest.mark.parametrize(
+    ("source", "prepared_body"),
+    [
+        ("<p>Typ &#123;&#123; contact.nope &#125;&#125;</p>", "<p>Typ &#123;{ contact.nope }}</p>"),
+        ("<p>&#123;% if x %&#125; &#x7b;#c#&#x7d; &lbrace;{</p>", "<p>&#123;% if x %} &#123;#c#} &#123;{</p>"),
+        ('<p title="&#123;#">#&#125;</p>', '<p title="&#123;#">#}</p>'),
+        ("<p>&#123;{{ contact.first_name }}</p>", "<p>&#123;{{ contact.first_name }}</p>"),
+        ('<p title="&#123;{{ x }}">y</p>', '<p title="&#123;{{ x }}">y</p>'),
+        ("<p>{<span></span>{ x }}</p>", "<p>{<span></span>{ x }}</p>"),
+        ("<p>{<foo></foo>{ x }}</p>", "<p>&#123;{ x }}</p>"),
+        ("<p>{ <i>a</i> }</p>", "<p>{ <i>a</i> }</p>"),
+        ("<title>&#123;&#123; x &#125;&#125;</title><p>y</p>", "<p>y</p>"),
+    ],
+)
+def test_an_encoded_brace_never_becomes_template_code(source, prepared_body):
+    prepared = prepare_email_html(source)
+
+    assert prepared.errors == []
+    assert prepared.html.endswith(f"<body>{prepared_body}</body></html>")
+
+
+def test_an_encoded_brace_in_the_title_stays_encoded():
+    prepared = prepare_email_html("<title>&#123;&#123; x &#125;&#125;</title><p>y</p>")
+
+    assert "<title>&#123;{ x }}</title>" in prepared.html
 
 
 def test_template_code_in_a_style_survives_inlined_and_in_the_kept_media_query():
@@ -203,15 +469,17 @@ def test_the_prepared_source_compiles_and_renders():
 <a href="{{ links.unsubscribe }}">Afmelden</a>
 </body></html>"""
     prepared = prepare_email_html(source)
-    environment = jinja2.Environment(autoescape=True)
 
-    environment.parse(prepared.html)
-    rendered = environment.from_string(prepared.html).render(
-        campaign={"subject": "Aanbod <nu>"},
-        brand={"color": "#c00"},
-        contact={"scores": {"churn": 0.7}},
-        products=[{"name": "Fiets"}, {"name": "Step"}],
-        links={"unsubscribe": "https://voorbeeld.nl/af?c=1&t=2"},
+    compiled = compile_template(prepared.html, channel="email_html", version_key=("test-html", 1), blocks={})
+    rendered = render(
+        compiled,
+        {
+            "campaign": {"subject": "Aanbod <nu>"},
+            "brand": {"color": "#c00"},
+            "contact": {"scores": {"churn": 0.7}},
+            "products": [{"name": "Fiets"}, {"name": "Step"}],
+            "links": {"unsubscribe": "https://voorbeeld.nl/af?c=1&t=2"},
+        },
     )
 
     assert "<title>Aanbod &lt;nu&gt;</title>" in rendered
@@ -479,3 +747,120 @@ def test_plain_text_from_template_code_renders():
     rendered = jinja2.Environment(autoescape=False).from_string(text).render(products=[{"name": "Fiets"}])  # noqa: S701
 
     assert re.sub(r"\s+", " ", rendered).strip() == "- Fiets"
+
+
+DEEPER = (
+    "The HTML is nested more than 200 elements deep here; close the elements you open"
+    " (every <div>, <table>, <b>...) or nest them less deeply."
+)
+BIGGER = "The HTML has more than 20,000 elements; an email this big cannot be checked."
+NEVER_CLOSED = (
+    "This tag or comment is never closed (with > or -->), so the HTML after it cannot be read;"
+    " close it, or write &lt; for a < in text."
+)
+
+
+@pytest.mark.parametrize(
+    ("html", "column", "message"),
+    [
+        ("<div>" * (MAX_DEPTH + 1), 5 * MAX_DEPTH + 1, DEEPER),
+        ("<table><tr><td>" * 70, 15 * 50 + 1, DEEPER),  # each table gets a <tbody> too
+        ("<b><div>x</b>" * MAX_DEPTH, 13 * 100 + 1, DEEPER),  # html5ever keeps the <div> open in a copy of the <b>
+        # Each <b> is closed with its <p>, and html5ever opens all of them again in the next <p>.
+        ("".join(f"<p><b class=k{n}>x</p>" for n in range(MAX_DEPTH)), 4_250, BIGGER),
+        ("<span>x</span>" * MAX_ELEMENTS, 14 * (MAX_ELEMENTS - 1) + 1, BIGGER),  # and the <p> on line 1
+        ("<p>x</p><!-- never closed <b>x</b>", 9, NEVER_CLOSED),
+        ("<p>x</p>" + "</" * 1000, 9, NEVER_CLOSED),
+        ("<p>x</p><a title='x>y</a><p>z</p>", 9, NEVER_CLOSED),
+        ("<p>x</p><![<![ y", 12, "The HTML cannot be read from here on; check the tag or comment that starts here."),
+        ("<style>" + "a{" * 21 + "</style>", 8, "The CSS is nested more than 20 blocks deep; it cannot be read."),
+        ('<p style="' + "a{" * 21 + '">x</p>', 4, "The CSS is nested more than 20 blocks deep; it cannot be read."),
+        (
+            "<style>" + "p { color: red; }" * 1001 + "</style>",
+            8,
+            "The style sheets have more than 1,000 rules; an email this big cannot be checked.",
+        ),
+        ("<p " + " ".join(f"a{n}=1" for n in range(201)) + ">x</p>", 1, "This tag has more than 200 attributes."),
+    ],
+)
+def test_html_that_would_take_long_to_clean_is_refused_before_nh3(english, html, column, message):
+    prepared = prepare_email_html(f"{LINE_1}\n{html}")
+
+    assert prepared.html == ""
+    assert [(e.line, e.column, e.message) for e in prepared.errors] == [(2, column, message)]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<table>" + "<tr><td>a<td>b<td><p>c" * 500 + "</table>",
+        "<ul>" + "<li>punt <b>vet</b>" * 500 + "</ul>",
+        "<p>a" * 1000,
+        "<dl>" + "<dt>a<dd>b" * 500 + "</dl>",
+        "<p><b>vet" + "<p>nog vet" * 300,
+        "<font face=Arial>" + "<p>a</p><div>b</div>" * 500 + "</font>",
+        "<table><tr><td><ul><li>a</td></tr></table>" * 300,
+        "<table><tr><td>a</td></tr>" * 300 + "</table>",  # a table right in a table ends it
+    ],
+)
+def test_sloppy_html_that_html5ever_nests_shallowly_is_not_refused(source):
+    prepared = prepare_fragment(source)
+
+    assert prepared.errors == []
+
+
+def test_deeply_nested_html_is_refused_quickly():
+    for source in ("<div>" * 100_000, "<!--" * 125_000, "</" * 250_000, "<a " * 166_666):
+        started = time.monotonic()
+
+        prepared = prepare_email_html(source)
+        html_to_text(source)
+
+        assert prepared.errors
+        assert time.monotonic() - started < 2
+
+
+def test_a_lt_right_before_template_code_in_a_style_is_an_error(english):
+    source = "<style>p { color: red }\n<{% if false %}{% endif %}/style><img src=x onerror=alert(1)></style><p>x</p>"
+
+    prepared = prepare_email_html(source)
+
+    assert [(e.line, e.column, e.message) for e in prepared.errors] == [
+        (
+            *position_of(source, "{% if false %}"),
+            "A < right before template code in a <style> could end the style; put a space between them.",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        (
+            "<p>Typ &#123;&#123; x &#125;&#125; of &#123;% y %&#125; of &#123;#</p>",
+            'Typ {{ "{" }}{ x }} of {{ "{" }}% y %} of {{ "{" }}#',
+        ),
+        ("<p>&#123;{{ contact.first_name }}</p>", '{{ "{" }}{{ contact.first_name }}'),
+        (
+            "<p>a</p><svg><text>x</text><svg></svg>y</svg><textarea>z</textarea><select><option>o</select><p>b</p>",
+            "a\n\nb",
+        ),
+    ],
+)
+def test_html_to_text_prints_literal_braces_and_drops_what_nh3_removes(source, text):
+    assert html_to_text(source) == text
+    assert html_to_text(prepare_fragment(source).html) == text
+
+
+def test_html_to_text_of_the_prepared_html():
+    source = """<!DOCTYPE html><html lang="nl"><head><title>Nieuws {{ campaign.subject }}</title>
+<style>p { color: red } @media (max-width: 600px) { p { color: blue } }</style></head>
+<body><p>Hoi &#123;&#123;</p><script>alert(1)</script><a href="{{ links.unsubscribe }}">Afmelden</a>
+<a href="{{ product.url }}?utm_source=mail">Bekijk</a></body></html>"""
+
+    text = html_to_text(prepare_email_html(source).html)
+
+    assert text == (
+        'Hoi {{ "{" }}{\n\nAfmelden ({{ (links.unsubscribe) | safe_url }}) '
+        "Bekijk ({{ (product.url) | safe_url }}?utm_source=mail)"
+    )
