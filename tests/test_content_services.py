@@ -147,7 +147,7 @@ def test_a_block_without_plain_text_gets_one_derived_from_its_html():
         name="Footer", slug="footer", body='<p>Afmelden: <a href="{{ links.unsubscribe }}">klik</a></p>'
     )
 
-    assert version.prepared_text == "Afmelden: klik ({{ links.unsubscribe }})"
+    assert version.prepared_text == "Afmelden: klik ({{ (links.unsubscribe) | safe_url }})"
 
 
 # --- Blocks including blocks ---------------------------------------------------------------------
