@@ -222,7 +222,7 @@ def main() -> None:
         loader=jinja2.DictLoader({f"block:{slug}": source for slug, source in blocks.html.items()}),
         keep_trailing_newline=True,
     )
-    bare.filters.update(currency=filters.currency, date=filters.date)
+    bare.filters.update(currency=filters.currency, date=filters.date, safe_url=filters.safe_url)
     bare_template = bare.from_string(version.prepared_html)
     log(f"template: {len(version.prepared_html):,} characters prepared, blocks {sorted(blocks.html)}")
 
