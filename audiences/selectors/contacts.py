@@ -63,7 +63,7 @@ IDENTITY_PREFERENCE = (
 def contact_primary_identities(*, contact_ids: Iterable[int]) -> dict[int, str]:
     """The identity that best names each contact (an e-mail address before a phone number before a
     customer number...), by contact id, in one query; contacts without identities are left out."""
-    rank = {kind: index for index, kind in enumerate(IDENTITY_PREFERENCE)}
+    rank: dict[str, int] = {kind: index for index, kind in enumerate(IDENTITY_PREFERENCE)}
     best: dict[int, tuple[int, str]] = {}
     for contact_id, kind, value in (
         Identity.objects.filter(contact_id__in=list(contact_ids))

@@ -649,9 +649,9 @@ def structure_problems(source: str, tree: nodes.Template) -> list[Problem]:
     printed_blocks = {
         id(child.node) for output in tree.find_all(nodes.Output) for child in output.nodes if is_block_call(child)
     }
-    for node in tree.find_all(nodes.Name):
-        if node.name == "block" and node.ctx == "load" and id(node) not in printed_blocks:
-            line = node.lineno or 1
+    for name in tree.find_all(nodes.Name):
+        if name.name == "block" and name.ctx == "load" and id(name) not in printed_blocks:
+            line = name.lineno or 1
             message = (
                 _(
                     'A block is printed on its own, as {{ block("footer") }} or {%% include "block:footer" %%}; '
