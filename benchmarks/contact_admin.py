@@ -14,7 +14,10 @@ count, and beside it the baseline that a stock admin would run for the same page
   substring search (`ILIKE '%...%'`) over identities or last names (what `search_fields`
   would run);
 - `contact_page`: one contact with identities, consent history, timeline and segments,
-  beside a plain primary-key fetch of the contact.
+  beside a plain primary-key fetch of the contact;
+- `picker_email`, `picker_phone`, `picker_last_name`: the contact picker of the template
+  preview (at most 10 contacts with the identity that names each), which reuses the contact
+  list's search, beside the same substring search.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def main() -> None:
         return run
 
     changelist = "/admin/audiences/contact/"
+    picker = "/admin/content/template/contacts/"
     cases = [
         ("contact_list", page(changelist), sql("SELECT COUNT(*) FROM audiences_contact", [])),
         (
@@ -116,10 +120,27 @@ def main() -> None:
             page(f"/admin/audiences/contact/{sample.pk}/change/"),
             sql("SELECT * FROM audiences_contact WHERE id = %s", [sample.pk]),
         ),
+        (
+            "picker_email",
+            page(picker, {"q": email}),
+            sql("SELECT contact_id FROM audiences_identity WHERE value ILIKE %s LIMIT 10", [f"%{email}%"]),
+        ),
+        (
+            "picker_phone",
+            page(picker, {"q": spelled_phone}),
+            sql("SELECT contact_id FROM audiences_identity WHERE value ILIKE %s LIMIT 10", [f"%{phone[3:]}%"]),
+        ),
+        (
+            "picker_last_name",
+            page(picker, {"q": sample.last_name}),
+            sql("SELECT id FROM audiences_contact WHERE last_name ILIKE %s LIMIT 10", [f"%{sample.last_name}%"]),
+        ),
     ]
     owner = Identity.objects.get(kind="phone", value=phone).contact
     if str(owner.contact_key) not in client.get(changelist, {"q": spelled_phone}).text:
         sys.exit(f"searching {spelled_phone} did not find its contact {owner.contact_key}")
+    if str(owner.contact_key) not in client.get(picker, {"q": spelled_phone}).text:
+        sys.exit(f"the picker did not find {spelled_phone}'s contact {owner.contact_key}")
     for figure, ours, baseline in cases:
         settings.DEBUG = True
         reset_queries()

@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from content.models import ContentBlock, ContentBlockVersion, Template, TemplateVersion, language_code_validator
+from content.rendering.environment import MAX_SOURCE_CHARS
 from content.selectors import TEMPLATE_FIELDS
 
 # The editor fields each channel uses, in the order they are shown (as the version diff has them).
@@ -61,7 +62,15 @@ class SourceField(forms.CharField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
         kwargs.setdefault("strip", False)
+        kwargs.setdefault("max_length", MAX_SOURCE_CHARS)  # a bigger paste is refused on the form, whole
         super().__init__(**kwargs)
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        # No maxlength on the textarea: a browser would cut a long paste short without a word;
+        # the form refuses it whole, with the length, instead.
+        attrs = super().widget_attrs(widget)
+        attrs.pop("maxlength", None)
+        return attrs
 
     def to_python(self, value: Any) -> str:
         text = super().to_python(value)

@@ -30,6 +30,7 @@ from content.html import html_to_text, prepare_email_html, prepare_fragment, wit
 from content.models import ContentBlock, ContentBlockVersion, Template, TemplateVersion
 from content.rendering.checks import check_template
 from content.rendering.context import sample_context
+from content.rendering.environment import MAX_SOURCE_CHARS
 from content.rendering.errors import Problem, RenderError, TemplateSourceError
 from content.rendering.render import CompiledTemplate, compile_template, render
 from content.selectors import (
@@ -147,11 +148,17 @@ def _prepare_block(body: str, text_body: str, slug: str, blocks: BlockSources) -
 
 
 def refuse_unstorable(fields: Mapping[str, str]) -> None:
-    """PostgreSQL cannot store a NUL character: such a save is refused whole, before anything is written."""
+    """A field past the size limit, or with a NUL character (PostgreSQL cannot store one): such a save
+    is refused whole, before anything is written. Every other problem is kept on the version."""
     errors = {}
     for name, value in fields.items():
         index = value.find("\x00")
-        if index >= 0:
+        if len(value) > MAX_SOURCE_CHARS:
+            errors[name] = _("This text is %(size)s characters long; the limit is %(limit)s.") % {
+                "size": f"{len(value):,}",
+                "limit": f"{MAX_SOURCE_CHARS:,}",
+            }
+        elif index >= 0:
             line = value.count("\n", 0, index) + 1
             column = index - (value.rfind("\n", 0, index) + 1) + 1
             errors[name] = _(

@@ -579,3 +579,14 @@ def test_bad_query_values_on_admin_pages_are_ignored_not_a_500(as_marketeer):
 
     assert add.status_code == 200
     assert (picker.status_code, picker.json()) == (200, {"results": []})
+
+
+def test_a_body_of_5_mb_gets_a_clear_error_on_the_form_and_saves_nothing(as_marketeer):
+    first = block_create(name="Voettekst", slug="footer", kind="footer", body="<p>Oud</p>")
+
+    response = as_marketeer.post(block_url(first.block), block_form(body="<p>" + "x" * (5 * 1000 * 1000) + "</p>"))
+
+    assert response.status_code == 200
+    assert "Ensure this value has at most 500000 characters (it has 5000007)." in response.text
+    assert "maxlength" not in response.text.split('name="body"')[1].split(">")[0]  # no silent cut in the browser
+    assert first.block.versions.count() == 1

@@ -212,12 +212,14 @@ def test_a_loop_that_runs_too_long_with_the_sample_profile_is_refused_at_save_ti
     ]
 
 
-def test_a_body_over_the_size_limit_is_refused(english):
-    _template, version = email_template(html="<p>" + "x" * (5 * 1024 * 1024) + "</p>")
+def test_a_body_over_the_size_limit_is_refused_and_nothing_is_saved(english):
+    template = TemplateFactory(channel=Template.Channel.EMAIL)
 
-    assert [p["message"] for p in version.problems] == [
-        "The template is 5,242,887 characters long; the limit is 500,000."
-    ]
+    with pytest.raises(ValidationError) as error:
+        template_version_create(template=template, language="nl", subject="Hoi", html="<p>" + "x" * (5 * 1024 * 1024))
+
+    assert error.value.message_dict == {"html": ["This text is 5,242,883 characters long; the limit is 500,000."]}
+    assert not TemplateVersion.objects.exists()
 
 
 def test_text_that_was_not_valid_utf8_is_refused(english):

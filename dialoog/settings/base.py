@@ -159,6 +159,9 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 SMS_BACKEND = env.str("SMS_BACKEND", default="dialoog.sms.backends.console.SmsBackend")
 SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(VAR_DIR / "sms"))
 SMS_SENDER = env.str("SMS_SENDER", default="Dialoog")
+# A form may carry a template or block well past the editor's limit (500,000 characters), so that
+# a body pasted by mistake (a 5 MB export) gets the editor's clear error, not a bare 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # The SMS editor warns when a message needs more parts than this (each part is billed).
 SMS_PART_WARNING = env.int("SMS_PART_WARNING", default=3)
 # The address customers reach Dialoog's public pages on: the links in messages start with it.
