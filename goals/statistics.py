@@ -66,14 +66,21 @@ class Comparison:
 
     treatment: float
     control: float
-    absolute: float  # treatment - control
-    relative: float | None  # absolute / control; None when the control is 0
     low: float  # the interval of the absolute difference
     high: float
     p_value: float
     confidence: float
     too_small: bool = False
     reason: str = ""
+
+    @property
+    def absolute(self) -> float:
+        return self.treatment - self.control
+
+    @property
+    def relative(self) -> float | None:
+        """The difference as a share of the control; None when the control is 0."""
+        return self.absolute / self.control if self.control else None
 
     @property
     def significant(self) -> bool:
@@ -119,19 +126,7 @@ def compare_rates(*, treatment: Rate, control: Rate, confidence: float = CONFIDE
         control.conversions,
         control.size - control.conversions,
     )
-    reason = too_small_reason((treatment.size, control.size), events)
-    return Comparison(
-        treatment=p1,
-        control=p2,
-        absolute=absolute,
-        relative=absolute / p2 if p2 else None,
-        low=absolute - margin,
-        high=absolute + margin,
-        p_value=min(p_value, 1.0),
-        confidence=confidence,
-        too_small=bool(reason),
-        reason=reason,
-    )
+    return compared(p1, p2, margin, p_value, confidence, too_small_reason((treatment.size, control.size), events))
 
 
 def compare_means(*, treatment: Sample, control: Sample, confidence: float = CONFIDENCE) -> Comparison:
@@ -149,14 +144,20 @@ def compare_means(*, treatment: Sample, control: Sample, confidence: float = CON
         freedom = (share_t + share_c) ** 2 / (share_t**2 / (treatment.size - 1) + share_c**2 / (control.size - 1))
         p_value = 2 * student_t_sf(abs(absolute) / error, freedom)
         margin = student_t_quantile(1 - (1 - confidence) / 2, freedom) * error
-    reason = too_small_reason((treatment.size, control.size))
+    return compared(
+        treatment.mean, control.mean, margin, p_value, confidence, too_small_reason((treatment.size, control.size))
+    )
+
+
+def compared(
+    treatment: float, control: float, margin: float, p_value: float, confidence: float, reason: str
+) -> Comparison:
+    difference = treatment - control
     return Comparison(
-        treatment=treatment.mean,
-        control=control.mean,
-        absolute=absolute,
-        relative=absolute / control.mean if control.mean else None,
-        low=absolute - margin,
-        high=absolute + margin,
+        treatment=treatment,
+        control=control,
+        low=difference - margin,
+        high=difference + margin,
         p_value=min(p_value, 1.0),
         confidence=confidence,
         too_small=bool(reason),
