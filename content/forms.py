@@ -19,13 +19,12 @@ from django.utils.translation import gettext_lazy as _
 
 from content.models import ContentBlock, ContentBlockVersion, Template, TemplateVersion, language_code_validator
 from content.rendering.environment import MAX_SOURCE_CHARS
-from content.selectors import TEMPLATE_FIELDS
+from content.selectors import TEMPLATE_CONTENT_FIELDS, TEMPLATE_FIELDS
 
 # The editor fields each channel uses, in the order they are shown (as the version diff has them).
 CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
     channel: tuple(name for name, _label in fields) for channel, fields in TEMPLATE_FIELDS.items()
 }
-TEMPLATE_CONTENT_FIELDS = ("subject", "preheader", "html", "text", "talking_points", "offer_pitch")
 
 # The SMS counter's words (content/static/content/sms-counter.js reads them as JSON).
 SMS_COUNTER_LABELS = {

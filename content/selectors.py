@@ -193,6 +193,10 @@ TEMPLATE_FIELDS = {
 }
 
 
+# Every content field of a template version, in the order the editor shows them.
+TEMPLATE_CONTENT_FIELDS = tuple(dict.fromkeys(name for fields in TEMPLATE_FIELDS.values() for name, _label in fields))
+
+
 @dataclass(frozen=True)
 class FieldDiff:
     label: str

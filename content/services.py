@@ -14,7 +14,7 @@ import logging
 import smtplib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -34,6 +34,8 @@ from content.rendering.environment import MAX_SOURCE_CHARS
 from content.rendering.errors import Problem, RenderError, TemplateSourceError
 from content.rendering.render import CompiledTemplate, compile_template, render
 from content.selectors import (
+    TEMPLATE_CONTENT_FIELDS,
+    TEMPLATE_FIELDS,
     BlockSources,
     block_newest_version,
     checkable_blocks,
@@ -44,25 +46,24 @@ from content.sms import SmsInfo, sms_info, sms_warning
 from dialoog.sms import send_sms
 
 logger = logging.getLogger(__name__)
+SavedVersion = TypeVar("SavedVersion", ContentBlockVersion, TemplateVersion)
 
 # Which sandbox channel each field renders in (HTML is autoescaped, the others are not).
 BLOCK_CHANNELS = {"body": "email_html", "text_body": "email_text"}
+# A template's fields (selectors.TEMPLATE_FIELDS) render in their channel's sandbox; an email's
+# HTML is the one autoescaped field.
 TEMPLATE_CHANNELS = {
-    Template.Channel.EMAIL: {
-        "subject": "email_text",
-        "preheader": "email_text",
-        "html": "email_html",
-        "text": "email_text",
-    },
-    Template.Channel.SMS: {"text": "sms"},
-    Template.Channel.SCRIPT: {"text": "script", "talking_points": "script", "offer_pitch": "script"},
+    channel: {
+        name: ("email_html" if name == "html" else "email_text") if channel == Template.Channel.EMAIL else str(channel)
+        for name, _label in fields
+    }
+    for channel, fields in TEMPLATE_FIELDS.items()
 }
 REQUIRED_FIELDS = {
     Template.Channel.EMAIL: ("subject", "html"),
     Template.Channel.SMS: ("text",),
     Template.Channel.SCRIPT: ("text",),
 }
-TEMPLATE_FIELDS = ("subject", "preheader", "html", "text", "talking_points", "offer_pitch")
 
 
 def issue(name: str, problem: Problem) -> dict[str, Any]:
@@ -81,6 +82,26 @@ class Prepared:
     text: str = ""
     problems: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    def version_fields(self) -> dict[str, Any]:
+        """What a new version stores of it."""
+        return {
+            "prepared_html": self.html,
+            "prepared_text": self.text,
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
+
+
+def same_as_newest(newest: SavedVersion | None, fields: Mapping[str, str], note: str) -> TypeGuard[SavedVersion]:
+    """Saving what the newest version holds adds no version. A version with problems is saved again
+    (and checked again: a block it includes may be published by now), and so is one with a note."""
+    return (
+        newest is not None
+        and newest.is_valid
+        and not note
+        and all(getattr(newest, name) == value for name, value in fields.items())
+    )
 
 
 def check_fields(
@@ -159,11 +180,10 @@ def refuse_unstorable(fields: Mapping[str, str]) -> None:
                 "limit": f"{MAX_SOURCE_CHARS:,}",
             }
         elif index >= 0:
-            line = value.count("\n", 0, index) + 1
-            column = index - (value.rfind("\n", 0, index) + 1) + 1
+            place = Problem.at(value, index, "")
             errors[name] = _(
                 "Line %(line)s, column %(column)s: the text holds a NUL character, which cannot be stored; remove it."
-            ) % {"line": line, "column": column}
+            ) % {"line": place.line, "column": place.column}
     if errors:
         raise ValidationError(errors)
 
@@ -204,8 +224,7 @@ def block_version_create(
     refuse_unstorable({"body": body, "text_body": text_body})
     ContentBlock.objects.select_for_update().filter(pk=block.pk).first()
     newest = block_newest_version(block=block)
-    # (A version with problems is checked again: a block it includes may be published by now.)
-    if newest is not None and newest.is_valid and (newest.body, newest.text_body) == (body, text_body) and not note:
+    if same_as_newest(newest, {"body": body, "text_body": text_body}, note):
         return newest
     prepared = _prepare_block(body, text_body, block.slug, checkable_blocks())
     return ContentBlockVersion.objects.create(
@@ -213,10 +232,7 @@ def block_version_create(
         number=_next_number(block.versions),
         body=body,
         text_body=text_body,
-        prepared_html=prepared.html,
-        prepared_text=prepared.text,
-        problems=prepared.problems,
-        warnings=prepared.warnings,
+        **prepared.version_fields(),
         note=note,
         created_by=user,
     )
@@ -347,8 +363,7 @@ def template_version_create(
     language = language.strip().lower()
     versions = template.versions.filter(language=language)
     newest = versions.order_by("-number").first()
-    unchanged = newest is not None and all(getattr(newest, name) == value for name, value in fields.items())
-    if newest is not None and unchanged and newest.is_valid and not note:
+    if same_as_newest(newest, fields, note):
         return newest
     number = _next_number(versions)
     prepared = _prepare_template(template.channel, fields, ("template-save", template.pk, language, number))
@@ -357,10 +372,7 @@ def template_version_create(
         language=language,
         number=number,
         **fields,
-        prepared_html=prepared.html,
-        prepared_text=prepared.text,
-        problems=prepared.problems,
-        warnings=prepared.warnings,
+        **prepared.version_fields(),
         note=note,
         created_by=user,
     )
@@ -375,7 +387,7 @@ def template_rollback(*, version: TemplateVersion, user: User | None = None) -> 
     return template_version_create(
         template=version.template,
         language=version.language,
-        **{name: getattr(version, name) for name in TEMPLATE_FIELDS},
+        **{name: getattr(version, name) for name in TEMPLATE_CONTENT_FIELDS},
         user=user,
         note=_("Rolled back to version %(number)s.") % {"number": version.number},
     )

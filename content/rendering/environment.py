@@ -543,39 +543,21 @@ def as_text(source: str | bytes) -> str:
             source = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             before = raw[: error.start].decode("utf-8", errors="replace")
-            line = before.count("\n") + 1
-            column = len(before) - (before.rfind("\n") + 1) + 1
-            raise TemplateSourceError(
-                [
-                    Problem(
-                        line,
-                        column,
-                        _("The template is not valid UTF-8: byte 0x%(byte)02x cannot be read.")
-                        % {"byte": raw[error.start]},
-                    )
-                ]
-            ) from error
+            message = _("The template is not valid UTF-8: byte 0x%(byte)02x cannot be read.") % {
+                "byte": raw[error.start]
+            }
+            raise TemplateSourceError([Problem.at(before, len(before), message)]) from error
     elif not isinstance(source, str):
         raise TypeError(f"A template's source is text, not {type(source).__name__}.")
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateSourceError([too_long(len(source))])
     unreadable = [index for index in (source.find("\x00"), source.find("\ufffd")) if index >= 0]
     if unreadable:
-        index = min(unreadable)
-        line = source.count("\n", 0, index) + 1
-        column = index - (source.rfind("\n", 0, index) + 1) + 1
-        raise TemplateSourceError(
-            [
-                Problem(
-                    line,
-                    column,
-                    _(
-                        "The template holds a character that could not be read (a NUL byte or �); "
-                        "was it pasted from a file in another encoding?"
-                    ),
-                )
-            ]
+        message = _(
+            "The template holds a character that could not be read (a NUL byte or �); "
+            "was it pasted from a file in another encoding?"
         )
+        raise TemplateSourceError([Problem.at(source, min(unreadable), message)])
     return source
 
 
@@ -597,14 +579,12 @@ def parse(environment: TemplateEnvironment, source: str) -> nodes.Template:
     except TemplateSyntaxError as error:
         line = error.lineno or 1
         at = re.search(r" at (\d+)$", error.message or "")
-        if at and int(at.group(1)) <= len(source):
-            offset = int(at.group(1))
-            line = source.count("\n", 0, offset) + 1
-            column = offset - (source.rfind("\n", 0, offset) + 1) + 1
-        else:
-            column = syntax_error_column(source, line, parser, error.message or "")
         message = _("Syntax error: %(error)s") % {"error": error.message}
-        raise TemplateSourceError([Problem(line, column, message)]) from error
+        if at and int(at.group(1)) <= len(source):
+            problem = Problem.at(source, int(at.group(1)), message)
+        else:
+            problem = Problem(line, syntax_error_column(source, line, parser, error.message or ""), message)
+        raise TemplateSourceError([problem]) from error
     except RecursionError as error:
         line = parser.stream.current.lineno if parser is not None else 1
         raise TemplateSourceError([Problem(line, 1, _("The template is nested too deeply."))]) from error

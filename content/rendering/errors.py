@@ -16,6 +16,11 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.line}:{self.column}: {self.message}"
 
+    @classmethod
+    def at(cls, text: str, index: int, message: str) -> Problem:
+        """A problem at character `index` of `text`."""
+        return cls(text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1, message)
+
 
 class TemplateSourceError(ValueError):
     """The source cannot be compiled: too big, not UTF-8, a syntax error, a construct not allowed."""
