@@ -119,6 +119,8 @@ class ContactAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
+        if "\x00" in term:  # PostgreSQL text cannot hold NUL, so no identity or name has one
+            return queryset.none(), False
         identities = Q(kind__in=Identity.Kind.values, value=term)
         for kind in (Identity.Kind.EMAIL, Identity.Kind.PHONE):
             with contextlib.suppress(InvalidIdentity):

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import F, Func, IntegerField, OuterRef, Subquery
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -26,16 +25,15 @@ from content.admin.common import (
     compare_response,
     content_display,
     issues,
+    object_for,
     variables,
 )
 from content.forms import BlockForm
 from content.models import ContentBlock, ContentBlockVersion
 from content.rendering.context import sample_context
 from content.rendering.errors import RenderError, TemplateSourceError
-from content.selectors import block_newest_version
+from content.selectors import BLOCK_FIELDS, block_newest_version
 from content.services import block_create, block_publish, block_render, block_rollback, block_version_create
-
-BLOCK_CONTENT_FIELDS = [("body", _("Body")), ("text_body", _("Plain-text body"))]
 
 
 def newest_cached(request: HttpRequest, block: ContentBlock | None) -> ContentBlockVersion | None:
@@ -132,7 +130,7 @@ class ContentBlockAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("content"))
     def content_readonly(self, block: ContentBlock) -> str:
-        return content_display(block_newest_version(block=block), BLOCK_CONTENT_FIELDS)
+        return content_display(block_newest_version(block=block), BLOCK_FIELDS)
 
     @admin.display(description=_("published version"))
     def published_state(self, block: ContentBlock) -> str:
@@ -210,8 +208,8 @@ class ContentBlockAdmin(admin.ModelAdmin):
             newest = newest_cached(request, obj)
             context["editor"] = {
                 "version": newest,
-                "problems": issues(newest.problems) if newest else [],
-                "warnings": issues(newest.warnings) if newest else [],
+                "problems": issues(newest.problems, BLOCK_FIELDS) if newest else [],
+                "warnings": issues(newest.warnings, BLOCK_FIELDS) if newest else [],
                 "preview": sample_preview(newest) if newest else None,
                 "preview_widths": PREVIEW_WIDTHS,
             }
@@ -260,11 +258,7 @@ class ContentBlockAdmin(admin.ModelAdmin):
         ]
 
     def _version_for_change(self, request, object_id: str, number: int) -> ContentBlockVersion:
-        block = self.get_object(request, unquote(object_id))
-        if block is None:
-            raise Http404
-        if not self.has_change_permission(request, block):
-            raise PermissionDenied
+        block = object_for(self, request, object_id, change=True)
         return get_object_or_404(ContentBlockVersion.objects.select_related("block"), block=block, number=number)
 
     def _back(self, version: ContentBlockVersion) -> HttpResponse:
@@ -305,11 +299,7 @@ class ContentBlockAdmin(admin.ModelAdmin):
         return self._back(version)
 
     def compare_view(self, request, object_id):
-        block = self.get_object(request, unquote(object_id))
-        if block is None:
-            raise Http404
-        if not self.has_view_or_change_permission(request, block):
-            raise PermissionDenied
+        block = object_for(self, request, object_id)
         return compare_response(
             request,
             self,

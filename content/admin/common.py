@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
@@ -20,18 +22,6 @@ from content.selectors import version_diff
 
 # Desktop and mobile widths of the preview frame, in CSS pixels.
 PREVIEW_WIDTHS = {"desktop": 700, "mobile": 375}
-
-# Labels of the fields problems are reported on (the services name them by model field).
-FIELD_LABELS: dict[str, Any] = {
-    "body": _("Body"),
-    "text_body": _("Plain-text body"),
-    "subject": _("Subject"),
-    "preheader": _("Preheader"),
-    "html": _("HTML body"),
-    "text": _("Text"),
-    "talking_points": _("Talking points"),
-    "offer_pitch": _("Offer pitch"),
-}
 
 
 @dataclass(frozen=True)
@@ -48,8 +38,9 @@ class Issue:
         return gettext("line %(line)s, column %(column)s") % {"line": self.line, "column": self.column}
 
 
-def issues(found: list[dict[str, Any]], labels: dict[str, Any] | None = None) -> list[Issue]:
-    labels = {**FIELD_LABELS, **(labels or {})}
+def issues(found: list[dict[str, Any]], fields: tuple[tuple[str, Any], ...]) -> list[Issue]:
+    """The problems or warnings of a version; `fields` names its fields (selectors.BLOCK_FIELDS, ...)."""
+    labels = dict(fields)
     return [
         Issue(
             field=str(labels.get(item.get("field", ""), item.get("field", ""))),
@@ -59,6 +50,21 @@ def issues(found: list[dict[str, Any]], labels: dict[str, Any] | None = None) ->
         )
         for item in found
     ]
+
+
+def object_for(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, *, change: bool = False) -> Any:
+    """The admin's object, or 404; PermissionDenied unless the user may view it (or `change` it)."""
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        raise Http404
+    allowed = (
+        model_admin.has_change_permission(request, obj)
+        if change
+        else model_admin.has_view_or_change_permission(request, obj)
+    )
+    if not allowed:
+        raise PermissionDenied
+    return obj
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,9 @@ def code_display(label: Any, value: str) -> str:
     return format_html("<p><strong>{}</strong></p><pre class='content-code-readonly'>{}</pre>", label, value)
 
 
-def content_display(version: ContentBlockVersion | TemplateVersion | None, fields: list[tuple[str, Any]]) -> str:
+def content_display(
+    version: ContentBlockVersion | TemplateVersion | None, fields: tuple[tuple[str, Any], ...] | list[tuple[str, Any]]
+) -> str:
     if version is None:
         return gettext("No version yet.")
     return format_html_join("", "{}", ((code_display(label, getattr(version, name)),) for name, label in fields))

@@ -14,11 +14,10 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -34,6 +33,7 @@ from content.admin.common import (
     compare_response,
     content_display,
     issues,
+    object_for,
     variables,
 )
 from content.forms import CHANNEL_FIELDS, LanguageForm, SendTestForm, TemplateForm, add_service_errors
@@ -303,7 +303,7 @@ class TemplateAdmin(admin.ModelAdmin):
         editor: Editor | None = getattr(template, "content_editor", None)
         if editor is None or editor.channel is None:
             return self.get_empty_value_display()
-        return content_display(editor.version, list(TEMPLATE_FIELD_LABELS[Template.Channel(editor.channel)]))
+        return content_display(editor.version, TEMPLATE_FIELD_LABELS[Template.Channel(editor.channel)])
 
     def save_model(self, request, obj, form, change):
         obj.save()  # message, channel, default language, sender: the template's own fields
@@ -360,7 +360,7 @@ class TemplateAdmin(admin.ModelAdmin):
         context["variables"] = variables() if editor.channel else []
         if obj is not None:
             version = editor.version
-            labels = dict(TEMPLATE_FIELD_LABELS[Template.Channel(obj.channel)])
+            labels = TEMPLATE_FIELD_LABELS[Template.Channel(obj.channel)]
             context["editor"] = {
                 "language": editor.language,
                 "version": version,
@@ -426,17 +426,7 @@ class TemplateAdmin(admin.ModelAdmin):
         ]
 
     def _template_for(self, request, object_id: str, *, change: bool = False) -> Template:
-        template = self.get_object(request, unquote(object_id))
-        if template is None:
-            raise Http404
-        allowed = (
-            self.has_change_permission(request, template)
-            if change
-            else self.has_view_or_change_permission(request, template)
-        )
-        if not allowed:
-            raise PermissionDenied
-        return template
+        return object_for(self, request, object_id, change=change)
 
     def rollback_view(self, request, object_id, language, number):
         if request.method != "POST":
@@ -480,7 +470,7 @@ class TemplateAdmin(admin.ModelAdmin):
         if not (self.has_view_permission(request) and request.user.has_perm("audiences.view_contact")):
             raise PermissionDenied
         term = request.GET.get("q", "").strip()
-        if len(term) < 2 or "\x00" in term:  # PostgreSQL text cannot hold NUL: nobody has one
+        if len(term) < 2:
             return JsonResponse({"results": []})
         contact_admin = self.admin_site.get_model_admin(Contact)
         queryset, _distinct = contact_admin.get_search_results(
