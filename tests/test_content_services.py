@@ -483,3 +483,26 @@ def test_a_test_send_the_mail_server_refuses_is_reported_on_the_address(english,
         template_send_test(version=version, context={}, to="test@delinde.example.nl")
 
     assert error.value.message_dict["to"][0].startswith("The test could not be sent: ")
+
+
+def test_sends_never_clean_inline_or_compile_again_after_the_save(monkeypatch):
+    import nh3
+
+    from content import html
+    from content.rendering.environment import TemplateEnvironment
+
+    published_block()
+    _template, version = email_template()
+    template_render(version=version, context={})  # the first render of a version compiles it
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work that belongs to the save ran during a send")
+
+    monkeypatch.setattr(nh3, "clean", refuse)
+    monkeypatch.setattr(html, "INLINER", type("Refuse", (), {"inline": refuse, "inline_fragment": refuse})())
+    monkeypatch.setattr(TemplateEnvironment, "compile", refuse)
+    contacts = [ContactFactory(first_name=name) for name in ("Sanne", "Daan")]
+    for contact in contacts:  # two batches, each reading the published blocks anew
+        message = template_render(version=version, context=contact_context(contact=contact), blocks=published_blocks())
+        assert f"Beste {contact.first_name}," in message.html
+        assert 'class="lead" style="color: #2f4f2f' in message.html
