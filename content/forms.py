@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -76,6 +77,16 @@ class SourceField(forms.CharField):
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def source_field(
+    model: type[ContentBlockVersion | TemplateVersion], name: str, rows: int, **kwargs: Any
+) -> SourceField:
+    """An editor for a version's field, labelled and explained as the model field is (unless given)."""
+    model_field = model._meta.get_field(name)
+    kwargs.setdefault("label", capfirst(model_field.verbose_name))
+    kwargs.setdefault("help_text", model_field.help_text)
+    return SourceField(widget=CodeTextarea(rows=rows), **kwargs)
+
+
 def note_field() -> forms.CharField:
     return forms.CharField(
         label=_("Note"),
@@ -86,17 +97,8 @@ def note_field() -> forms.CharField:
 
 
 class BlockForm(forms.ModelForm):
-    body = SourceField(
-        label=_("Body"),
-        required=True,
-        widget=CodeTextarea(rows=16),
-        help_text=_("HTML or text, with personalisation such as {{ contact.first_name }}."),
-    )
-    text_body = SourceField(
-        label=_("Plain-text body"),
-        widget=CodeTextarea(rows=6),
-        help_text=_("Used in plain-text email, SMS and scripts; derived from the body when left empty."),
-    )
+    body = source_field(ContentBlockVersion, "body", 16, required=True)
+    text_body = source_field(ContentBlockVersion, "text_body", 6)
     note = note_field()
 
     class Meta:
@@ -120,22 +122,12 @@ class TemplateForm(forms.ModelForm):
     editor_language = forms.CharField(
         label=_("Language"), max_length=10, widget=forms.HiddenInput, validators=[language_code_validator]
     )
-    subject = SourceField(label=_("Subject"), widget=CodeTextarea(rows=2))
-    preheader = SourceField(
-        label=_("Preheader"),
-        widget=CodeTextarea(rows=2),
-        help_text=_("The preview line mail programs show after the subject."),
-    )
-    html = SourceField(label=_("HTML body"), widget=CodeTextarea(rows=20))
-    text = SourceField(label=_("Text"), widget=CodeTextarea(rows=8))
-    talking_points = SourceField(
-        label=_("Talking points"), widget=CodeTextarea(rows=6), help_text=_("One point per line.")
-    )
-    offer_pitch = SourceField(
-        label=_("Offer pitch"),
-        widget=CodeTextarea(rows=4),
-        help_text=_("How the agent presents the offer, such as {{ offer.name }}."),
-    )
+    subject = source_field(TemplateVersion, "subject", 2)
+    preheader = source_field(TemplateVersion, "preheader", 2)
+    html = source_field(TemplateVersion, "html", 20)
+    text = source_field(TemplateVersion, "text", 8, help_text="")  # the editor labels it per channel
+    talking_points = source_field(TemplateVersion, "talking_points", 6)
+    offer_pitch = source_field(TemplateVersion, "offer_pitch", 4)
     note = note_field()
 
     class Meta:
