@@ -235,3 +235,13 @@ def english_client():
         return client
 
     return make
+
+
+def log_in_in_english(page, live_server_url: str, username: str, password: str) -> None:
+    """Log in through the admin's login page, switching it to English first, so that a browser test
+    reads the words as the code writes them and a translation does not break it."""
+    page.goto(f"{live_server_url}/admin/login/")
+    page.get_by_label("Taal").select_option("en")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()

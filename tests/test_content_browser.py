@@ -7,6 +7,7 @@ from content.models import Template
 from content.services import template_version_create
 from dialoog.demo import DEMO_PASSWORD
 from dialoog.roles import MARKETEER
+from tests.conftest import log_in_in_english
 from tests.factories import ContactFactory, IdentityFactory, TemplateFactory, UserFactory
 
 pytestmark = [pytest.mark.browser]
@@ -30,12 +31,7 @@ def test_the_marketeer_previews_an_email_on_mobile_and_for_a_picked_contact(live
     IdentityFactory(contact=joris, kind="email", value="joris@example.nl")
     ContactFactory(first_name="Anna", last_name="Jansen")
 
-    # Read in English, so that a translation does not break the test.
-    page.goto(f"{live_server.url}/admin/login/")
-    page.get_by_label("Taal").select_option("en")
-    page.get_by_label("Username").fill("marketeer")
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_in_english(page, live_server.url, "marketeer", DEMO_PASSWORD)
     page.goto(f"{live_server.url}/admin/content/template/{template.pk}/preview/")
 
     frame = page.frame_locator("#content-preview-frame")

@@ -9,6 +9,7 @@ from audiences.models import Segment
 from audiences.services.consents import consent_record
 from dialoog.demo import DEMO_PASSWORD
 from dialoog.roles import MARKETEER
+from tests.conftest import log_in_in_english
 from tests.factories import ContactFactory, EventFactory, UserFactory
 
 pytestmark = [pytest.mark.browser]
@@ -30,13 +31,7 @@ def test_the_marketeer_builds_a_segment_and_sees_the_live_count(live_server, pag
     customer(email_consent=True, purchases=2, days_ago=200)  # too long ago
     customer(email_consent=False, purchases=2)  # may not be mailed
 
-    # The builder's words are English source strings the lead translates; the test reads
-    # them in English so that a translation does not break it.
-    page.goto(f"{live_server.url}/admin/login/")
-    page.get_by_label("Taal").select_option("en")
-    page.get_by_label("Username").fill("marketeer")
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_in_english(page, live_server.url, "marketeer", DEMO_PASSWORD)
     page.goto(f"{live_server.url}/admin/audiences/segment/add/")
 
     page.get_by_label("Name").fill("Mailbare tuinkopers")
@@ -86,11 +81,7 @@ def test_the_json_tab_shows_parse_errors_and_rule_errors_at_their_node(live_serv
     UserFactory(username="marketeer", role=MARKETEER, password=DEMO_PASSWORD)
     customer(email_consent=True, purchases=0)
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.get_by_label("Taal").select_option("en")
-    page.get_by_label("Username").fill("marketeer")
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_in_english(page, live_server.url, "marketeer", DEMO_PASSWORD)
     page.goto(f"{live_server.url}/admin/audiences/segment/add/")
 
     page.get_by_role("tab", name="JSON").click()
