@@ -12,12 +12,13 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import F, Func, IntegerField, OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from content.admin.common import (
     PREVIEW_WIDTHS,
@@ -245,12 +246,12 @@ class ContentBlockAdmin(admin.ModelAdmin):
         return [
             path(
                 "<path:object_id>/versions/<int:number>/publish/",
-                wrap(self.publish_view),
+                wrap(require_POST(self.publish_view)),
                 name="{}_{}_publish".format(*info),
             ),
             path(
                 "<path:object_id>/versions/<int:number>/rollback/",
-                wrap(self.rollback_view),
+                wrap(require_POST(self.rollback_view)),
                 name="{}_{}_rollback".format(*info),
             ),
             path("<path:object_id>/compare/", wrap(self.compare_view), name="{}_{}_compare".format(*info)),
@@ -265,8 +266,6 @@ class ContentBlockAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:content_contentblock_change", args=[version.block_id]))
 
     def publish_view(self, request, object_id, number):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         version = self._version_for_change(request, object_id, number)
         try:
             block_publish(version=version, user=request.user)
@@ -282,8 +281,6 @@ class ContentBlockAdmin(admin.ModelAdmin):
         return self._back(version)
 
     def rollback_view(self, request, object_id, number):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         version = self._version_for_change(request, object_id, number)
         try:
             restored = block_rollback(version=version, user=request.user)

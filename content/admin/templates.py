@@ -17,13 +17,14 @@ from django.contrib import admin, messages
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from audiences.models import Contact
 from audiences.selectors.contacts import contact_primary_identities
@@ -417,7 +418,7 @@ class TemplateAdmin(admin.ModelAdmin):
             path("contacts/", wrap(self.contact_search_view), name="{}_{}_contacts".format(*info)),
             path(
                 "<path:object_id>/versions/<str:language>/<int:number>/rollback/",
-                wrap(self.rollback_view),
+                wrap(require_POST(self.rollback_view)),
                 name="{}_{}_rollback".format(*info),
             ),
             path("<path:object_id>/compare/", wrap(self.compare_view), name="{}_{}_compare".format(*info)),
@@ -429,8 +430,6 @@ class TemplateAdmin(admin.ModelAdmin):
         return object_for(self, request, object_id, change=change)
 
     def rollback_view(self, request, object_id, language, number):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         template = self._template_for(request, object_id, change=True)
         version = get_object_or_404(template.versions, language=language, number=number)
         try:
