@@ -25,6 +25,15 @@ class Campaign(TimeStampedModel):
         verbose_name=_("goal"),
         help_text=_("The goal this campaign serves: no goal, no campaign."),
     )
+    experiment = models.OneToOneField(
+        "goals.Experiment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaign",
+        verbose_name=_("measurement"),
+        help_text=_("Its holdout and measured uplift against the goal."),
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
 
     class Meta:

@@ -39,6 +39,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 
 from django.contrib.auth import get_user_model
@@ -51,7 +52,8 @@ from audiences.models import ConsentChange, Contact, Event, Identity
 from audiences.services.consents import consent_current_rebuild
 from campaigns.models import Campaign
 from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
-from goals.models import Goal
+from goals.models import Domain, Goal, Metric
+from goals.services import goal_create, goal_update, goals_measure, start_of
 
 DEMO_NAMESPACE = uuid.UUID("5b0c2a4e-6f7d-4c1e-9a57-0d1a10c0de01")
 DEMO_PASSWORD = "dialoog-demo"  # noqa: S105 - printed by `make run`; demo accounts only
@@ -631,27 +633,47 @@ def _demo_users() -> list[str]:
     return created
 
 
-def _demo_goals_and_campaigns(as_of: dt.date) -> None:
+def _demo_goals_and_campaigns(as_of: dt.date, *, history_days: int = 14) -> None:
+    """Two goals with their baselines and the last `history_days` days of snapshots, and a campaign."""
+    if Goal.objects.exists():
+        return
     owner = get_user_model().objects.get(username="marketeer")
+    now = start_of(as_of)
     year_end = dt.date(as_of.year, 12, 31)
-    goals = [
-        ("Minder churn bij vaste klanten", "Klanten met 3+ aankopen blijven kopen: churn -15%.", 365),
-        ("Meer tuinverkoop in het voorjaar", "Conversie in het segment tuinbezitters +20%.", 120),
-    ]
-    for name, description, days in goals:
-        Goal.objects.get_or_create(
-            name=name,
-            defaults={
-                "description": description,
-                "owner": owner,
-                "starts_on": as_of - dt.timedelta(days=30),
-                "deadline": max(as_of + dt.timedelta(days=days), year_end),
-            },
-        )
-    churn_goal = Goal.objects.get(name=goals[0][0])
+    starts_on = as_of - dt.timedelta(days=history_days)
+    churn = goal_create(
+        owner=owner,
+        now=now,
+        name="Minder churn bij vaste klanten",
+        description="Klanten die in de 90 dagen ervoor kochten, blijven kopen: churn -15%.",
+        domain=Domain.CHURN_PREVENTION,
+        metric=Metric.CHURN_RATE,
+        period_days=90,
+        starts_on=starts_on,
+        deadline=max(as_of + dt.timedelta(days=365), year_end),
+        target=Decimal(0),  # set from the baseline below
+    )
+    garden = goal_create(
+        owner=owner,
+        now=now,
+        name="Meer conversie in het voorjaar",
+        description="Conversie over 30 dagen +20%.",
+        domain=Domain.CONVERSIONS,
+        metric=Metric.CONVERSION_RATE,
+        period_days=30,
+        starts_on=starts_on,
+        deadline=max(as_of + dt.timedelta(days=120), year_end),
+        target=Decimal(100),
+    )
+    for goal, factor in ((churn, Decimal("0.85")), (garden, Decimal("1.2"))):
+        if goal.baseline:
+            goal_update(goal=goal, now=now, target=(goal.baseline * factor).quantize(Decimal("0.01")))
+    goals = Goal.objects.filter(pk__in=[churn.pk, garden.pk])
+    for back in range(history_days, 0, -1):
+        goals_measure(day=as_of - dt.timedelta(days=back), goals=goals, now=now)
     Campaign.objects.get_or_create(
         name="Winback: we missen je",
-        defaults={"description": "Klanten zonder aankoop in 180 dagen een persoonlijk aanbod.", "goal": churn_goal},
+        defaults={"description": "Klanten zonder aankoop in 180 dagen een persoonlijk aanbod.", "goal": churn},
     )
 
 
@@ -718,7 +740,6 @@ def demo_load(
     result = DemoResult()
     with transaction.atomic():
         result.users_created = _demo_users()
-        _demo_goals_and_campaigns(as_of)
 
     calendar = _calendar(as_of)
     pools = _pools(seed)
@@ -753,4 +774,5 @@ def demo_load(
             write(pending[0].result())
             if progress:
                 progress(pending[1], contacts)
+    _demo_goals_and_campaigns(as_of)
     return result

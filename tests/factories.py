@@ -32,6 +32,9 @@ class GoalFactory(factory.django.DjangoModelFactory):
         model = Goal
 
     name = factory.Sequence(lambda n: f"Doel {n}")
+    domain = "conversions"
+    metric = "conversion_rate"
+    target = 10
     starts_on = factory.LazyFunction(lambda: dt.date.today() - dt.timedelta(days=10))
     deadline = factory.LazyFunction(lambda: dt.date.today() + dt.timedelta(days=80))
 

@@ -1,0 +1,317 @@
+"""The KPI catalogue: each metric defined once, computed in one SQL query over the data layer.
+
+A metric is measured for a scope (the contacts of a segment, or everyone) over a window of
+time, [start, end). It gives a numerator and a denominator; the value is their ratio in the
+metric's unit, or None ("no data") when there is nothing to divide by, never a division by zero.
+
+The queries read the events of the window through `event_type_time_idx` (type, occurred_at,
+with contact and value included), so a day's snapshot reads one window of one event type, and
+join it to the scope's contacts by a hashed semi-join.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from goals.models import Metric
+
+HUNDRED = Decimal(100)
+FOUR_PLACES = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of time, [start, end), and for churn the stretch before it."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: Decimal | None
+    numerator: Decimal
+    denominator: Decimal
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The contacts a KPI is measured on, as SQL selecting their ids, with its parameters."""
+
+    sql: str
+    params: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    key: Metric
+    unit: str  # percent, money, number, score or nps: how the value is read and shown
+    higher_is_better: bool
+    definition: Promise
+    measure: Callable[[Scope, Window, str], Measured]
+
+
+def _ratio(numerator: Any, denominator: Any, scale: Decimal = Decimal(1)) -> Measured:
+    numerator, denominator = Decimal(numerator or 0), Decimal(denominator or 0)
+    value = None if denominator == 0 else (numerator * scale / denominator).quantize(FOUR_PLACES)
+    return Measured(value=value, numerator=numerator, denominator=denominator)
+
+
+def _fetch(scope: Scope, sql: str, params: Sequence[Any]) -> tuple:
+    """One row of a query over the scope's contacts, which it reads as the CTE `scope(id)`.
+    The scope's SQL is the ORM's own, with its values as parameters."""
+    query = f"WITH scope (id) AS MATERIALIZED ({scope.sql}) {sql}"
+    with connection.cursor() as cursor:
+        cursor.execute(query, [*scope.params, *params])
+        return cursor.fetchone()
+
+
+def _purchases(scope: Scope, window: Window) -> tuple[int, int, int, Decimal]:
+    """The scope's contacts, how many of them bought in the window, their orders and revenue."""
+    row = _fetch(
+        scope,
+        """
+        , bought AS (
+            SELECT e.contact_id, count(*) AS orders, coalesce(sum(e.value), 0) AS revenue
+            FROM audiences_event e
+            WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
+              AND e.contact_id IN (SELECT id FROM scope)
+            GROUP BY e.contact_id
+        )
+        SELECT (SELECT count(*) FROM scope), count(*), coalesce(sum(orders), 0), coalesce(sum(revenue), 0)
+        FROM bought
+        """,
+        [window.start, window.end],
+    )
+    return row[0], row[1], row[2], row[3]
+
+
+def conversion_rate(scope: Scope, window: Window, channel: str) -> Measured:
+    contacts, buyers, _orders, _revenue = _purchases(scope, window)
+    return _ratio(buyers, contacts, HUNDRED)
+
+
+def revenue_per_contact(scope: Scope, window: Window, channel: str) -> Measured:
+    contacts, _buyers, _orders, revenue = _purchases(scope, window)
+    return _ratio(revenue, contacts)
+
+
+def average_order_value(scope: Scope, window: Window, channel: str) -> Measured:
+    _contacts, _buyers, orders, revenue = _purchases(scope, window)
+    return _ratio(revenue, orders)
+
+
+def purchase_frequency(scope: Scope, window: Window, channel: str) -> Measured:
+    _contacts, buyers, orders, _revenue = _purchases(scope, window)
+    return _ratio(orders, buyers)
+
+
+def churn_rate(scope: Scope, window: Window, channel: str) -> Measured:
+    """Of the scope's contacts who bought in the window before this one (as long), the share
+    who did not buy in this one: "no purchase within N days"."""
+    before = window.start - (window.end - window.start)
+    row = _fetch(
+        scope,
+        """
+        , customers AS MATERIALIZED (
+            SELECT DISTINCT e.contact_id FROM audiences_event e
+            WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
+              AND e.contact_id IN (SELECT id FROM scope)
+        ),
+        stayed AS (
+            SELECT DISTINCT e.contact_id FROM audiences_event e
+            WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
+              AND e.contact_id IN (SELECT contact_id FROM customers)
+        )
+        SELECT (SELECT count(*) FROM customers) - (SELECT count(*) FROM stayed), (SELECT count(*) FROM customers)
+        """,
+        [before, window.start, window.start, window.end],
+    )
+    return _ratio(row[0], row[1], HUNDRED)
+
+
+def opt_in_rate(scope: Scope, window: Window, channel: str) -> Measured:
+    """The share of the scope's contacts whose consent for the channel was granted at the window's end."""
+    row = _fetch(
+        scope,
+        """
+                SELECT count(*) FILTER (WHERE latest.status = 'granted'), count(*)
+        FROM scope s
+        LEFT JOIN LATERAL (
+            SELECT c.status FROM audiences_consentchange c
+            WHERE c.contact_id = s.id AND c.channel = %s AND c.recorded_at < %s
+            ORDER BY c.recorded_at DESC
+            LIMIT 1
+        ) latest ON true
+        """,
+        [channel, window.end],
+    )
+    return _ratio(row[0], row[1], HUNDRED)
+
+
+def _email_engagement(scope: Scope, window: Window) -> tuple[int, int, int]:
+    row = _fetch(
+        scope,
+        """
+        , engaged AS (
+            SELECT e.contact_id, bool_or(e.type = 'email_clicked') AS clicked
+            FROM audiences_event e
+            WHERE e.type IN ('email_opened', 'email_clicked') AND e.occurred_at >= %s AND e.occurred_at < %s
+              AND e.contact_id IN (SELECT id FROM scope)
+            GROUP BY e.contact_id
+        )
+        SELECT (SELECT count(*) FROM scope), count(*), count(*) FILTER (WHERE clicked) FROM engaged
+        """,
+        [window.start, window.end],
+    )
+    return row[0], row[1], row[2]
+
+
+def email_open_rate(scope: Scope, window: Window, channel: str) -> Measured:
+    contacts, opened, _clicked = _email_engagement(scope, window)
+    return _ratio(opened, contacts, HUNDRED)
+
+
+def email_click_rate(scope: Scope, window: Window, channel: str) -> Measured:
+    _contacts, opened, clicked = _email_engagement(scope, window)
+    return _ratio(clicked, opened, HUNDRED)
+
+
+def offer_acceptance_rate(scope: Scope, window: Window, channel: str) -> Measured:
+    row = _fetch(
+        scope,
+        """
+                SELECT count(*) FILTER (WHERE e.properties ->> 'outcome' = 'accepted'), count(*)
+        FROM audiences_event e
+        WHERE e.type = 'call_outcome' AND e.occurred_at >= %s AND e.occurred_at < %s
+          AND e.properties ->> 'outcome' IN ('accepted', 'declined')
+          AND e.contact_id IN (SELECT id FROM scope)
+        """,
+        [window.start, window.end],
+    )
+    return _ratio(row[0], row[1], HUNDRED)
+
+
+# A score property that is a plain number; anything else (text, a typo) is not counted.
+_NUMBER = r"^[0-9]{1,3}(\.[0-9]+)?$"
+
+
+def _scores(scope: Scope, window: Window, event_type: str, aggregates: str) -> tuple:
+    return _fetch(
+        scope,
+        f"""
+        , scores AS (
+            SELECT (e.properties ->> 'score')::numeric AS score
+            FROM audiences_event e
+            WHERE e.type = %s AND e.occurred_at >= %s AND e.occurred_at < %s
+              AND e.properties ->> 'score' ~ %s
+              AND e.contact_id IN (SELECT id FROM scope)
+        )
+        SELECT {aggregates} FROM scores WHERE score <= 10
+        """,  # noqa: S608 - the aggregates are this module's constants
+        [event_type, window.start, window.end, _NUMBER],
+    )
+
+
+def nps(scope: Scope, window: Window, channel: str) -> Measured:
+    """Promoters (9 and 10) minus detractors (0 to 6), as a share of the responses: -100 to 100."""
+    promoters_minus_detractors = "count(*) FILTER (WHERE score >= 9) - count(*) FILTER (WHERE score <= 6)"
+    row = _scores(scope, window, "nps_response", f"{promoters_minus_detractors}, count(*)")
+    return _ratio(row[0], row[1], HUNDRED)
+
+
+def satisfaction(scope: Scope, window: Window, channel: str) -> Measured:
+    row = _scores(scope, window, "satisfaction_response", "coalesce(sum(score), 0), count(*)")
+    return _ratio(row[0], row[1])
+
+
+CATALOGUE: dict[str, MetricDefinition] = {
+    each.key: each
+    for each in [
+        MetricDefinition(
+            Metric.CONVERSION_RATE,
+            "percent",
+            True,
+            _("The share of the contacts in scope who bought at least once in the period."),
+            conversion_rate,
+        ),
+        MetricDefinition(
+            Metric.REVENUE_PER_CONTACT,
+            "money",
+            True,
+            _("The revenue of the period's purchases divided by the contacts in scope."),
+            revenue_per_contact,
+        ),
+        MetricDefinition(
+            Metric.AVERAGE_ORDER_VALUE,
+            "money",
+            True,
+            _("The revenue of the period's purchases divided by their number."),
+            average_order_value,
+        ),
+        MetricDefinition(
+            Metric.PURCHASE_FREQUENCY,
+            "number",
+            True,
+            _("Purchases per buying contact in the period."),
+            purchase_frequency,
+        ),
+        MetricDefinition(
+            Metric.CHURN_RATE,
+            "percent",
+            False,
+            _("Of the contacts who bought in the N days before, the share with no purchase within the last N days."),
+            churn_rate,
+        ),
+        MetricDefinition(
+            Metric.OPT_IN_RATE,
+            "percent",
+            True,
+            _("The share of the contacts in scope with consent for the channel at the end of the day."),
+            opt_in_rate,
+        ),
+        MetricDefinition(
+            Metric.EMAIL_OPEN_RATE,
+            "percent",
+            True,
+            _("The share of the contacts in scope who opened an email in the period."),
+            email_open_rate,
+        ),
+        MetricDefinition(
+            Metric.EMAIL_CLICK_RATE,
+            "percent",
+            True,
+            _("Of the contacts who opened an email in the period, the share who clicked."),
+            email_click_rate,
+        ),
+        MetricDefinition(
+            Metric.OFFER_ACCEPTANCE_RATE,
+            "percent",
+            True,
+            _("Accepted offers as a share of the calls with an answer (accepted or declined) in the period."),
+            offer_acceptance_rate,
+        ),
+        MetricDefinition(
+            Metric.NPS,
+            "nps",
+            True,
+            _("NPS responses in the period: the share of promoters (9-10) minus that of detractors (0-6)."),
+            nps,
+        ),
+        MetricDefinition(
+            Metric.SATISFACTION,
+            "score",
+            True,
+            _("The average score of the satisfaction responses in the period."),
+            satisfaction,
+        ),
+    ]
+}
