@@ -68,11 +68,11 @@ def day_window(goal: Goal, day: dt.date) -> Window:
 def baseline_window(goal: Goal, *, today: dt.date) -> Window:
     """The period before the goal's start: the rolling days before it, or the whole calendar
     period before the one it starts in. A goal that starts later takes the latest whole period."""
-    before = min(goal.starts_on, today) - dt.timedelta(days=1)
+    first = min(goal.starts_on, today)
     if goal.period == Period.ROLLING:
-        return day_window(goal, before)
-    following = before + dt.timedelta(days=1)
-    return Window(start=start_of(_period_start(goal, before)), end=start_of(_period_start(goal, following)))
+        return day_window(goal, first - dt.timedelta(days=1))
+    end = _period_start(goal, first)
+    return Window(start=start_of(_period_start(goal, end - dt.timedelta(days=1))), end=start_of(end))
 
 
 def goal_scope(goal: Goal, *, now: dt.datetime) -> Scope:
