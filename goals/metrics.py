@@ -6,7 +6,9 @@ metric's unit, or None ("no data") when there is nothing to divide by, never a d
 
 The queries read the events of the window through `event_type_time_idx` (type, occurred_at,
 with contact and value included), so a day's snapshot reads one window of one event type, and
-join it to the scope's contacts by a hashed semi-join.
+join it to the scope's contacts by a hash join. A join, not `IN (SELECT id FROM scope)`: the
+planner cannot see how many distinct ids a CTE holds, guesses 200, and then probes the events
+index once per scope contact (187,000 probes, 5 s, instead of one pass over the window).
 """
 
 from __future__ import annotations
@@ -83,11 +85,10 @@ def _purchases(scope: Scope, window: Window) -> tuple[int, int, int, Decimal]:
             SELECT e.contact_id, count(*) AS orders, coalesce(sum(e.value), 0) AS revenue
             FROM audiences_event e
             WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
-              AND e.contact_id IN (SELECT id FROM scope)
             GROUP BY e.contact_id
         )
         SELECT (SELECT count(*) FROM scope), count(*), coalesce(sum(orders), 0), coalesce(sum(revenue), 0)
-        FROM bought
+        FROM bought JOIN scope ON scope.id = bought.contact_id
         """,
         [window.start, window.end],
     )
@@ -121,17 +122,18 @@ def churn_rate(scope: Scope, window: Window, channel: str) -> Measured:
     row = _fetch(
         scope,
         """
-        , customers AS MATERIALIZED (
+        , customers AS (
             SELECT DISTINCT e.contact_id FROM audiences_event e
             WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
-              AND e.contact_id IN (SELECT id FROM scope)
         ),
         stayed AS (
             SELECT DISTINCT e.contact_id FROM audiences_event e
             WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
-              AND e.contact_id IN (SELECT contact_id FROM customers)
         )
-        SELECT (SELECT count(*) FROM customers) - (SELECT count(*) FROM stayed), (SELECT count(*) FROM customers)
+        SELECT count(*) FILTER (WHERE stayed.contact_id IS NULL), count(*)
+        FROM customers
+        JOIN scope ON scope.id = customers.contact_id
+        LEFT JOIN stayed ON stayed.contact_id = customers.contact_id
         """,
         [before, window.start, window.start, window.end],
     )
@@ -139,20 +141,30 @@ def churn_rate(scope: Scope, window: Window, channel: str) -> Measured:
 
 
 def opt_in_rate(scope: Scope, window: Window, channel: str) -> Measured:
-    """The share of the scope's contacts whose consent for the channel was granted at the window's end."""
+    """The share of the scope's contacts whose consent for the channel was granted at the window's end.
+
+    The current consent (one row per contact and channel) answers for every contact whose
+    consent last changed before then; only those with a later change are looked up in the history.
+    """
     row = _fetch(
         scope,
         """
-                SELECT count(*) FILTER (WHERE latest.status = 'granted'), count(*)
-        FROM scope s
-        LEFT JOIN LATERAL (
-            SELECT c.status FROM audiences_consentchange c
-            WHERE c.contact_id = s.id AND c.channel = %s AND c.recorded_at < %s
-            ORDER BY c.recorded_at DESC
-            LIMIT 1
-        ) latest ON true
+                SELECT count(*) FILTER (
+            WHERE CASE
+                WHEN k.contact_id IS NULL THEN NULL
+                WHEN k.changed_at < %s THEN k.status
+                ELSE (
+                    SELECT c.status FROM audiences_consentchange c
+                    WHERE c.contact_id = scope.id AND c.channel = %s AND c.recorded_at < %s
+                    ORDER BY c.recorded_at DESC
+                    LIMIT 1
+                )
+            END = 'granted'
+        ), count(*)
+        FROM scope
+        LEFT JOIN audiences_consent k ON k.contact_id = scope.id AND k.channel = %s
         """,
-        [channel, window.end],
+        [window.end, channel, window.end, channel],
     )
     return _ratio(row[0], row[1], HUNDRED)
 
@@ -165,10 +177,10 @@ def _email_engagement(scope: Scope, window: Window) -> tuple[int, int, int]:
             SELECT e.contact_id, bool_or(e.type = 'email_clicked') AS clicked
             FROM audiences_event e
             WHERE e.type IN ('email_opened', 'email_clicked') AND e.occurred_at >= %s AND e.occurred_at < %s
-              AND e.contact_id IN (SELECT id FROM scope)
             GROUP BY e.contact_id
         )
-        SELECT (SELECT count(*) FROM scope), count(*), count(*) FILTER (WHERE clicked) FROM engaged
+        SELECT (SELECT count(*) FROM scope), count(*), count(*) FILTER (WHERE clicked)
+        FROM engaged JOIN scope ON scope.id = engaged.contact_id
         """,
         [window.start, window.end],
     )
@@ -191,9 +203,9 @@ def offer_acceptance_rate(scope: Scope, window: Window, channel: str) -> Measure
         """
                 SELECT count(*) FILTER (WHERE e.properties ->> 'outcome' = 'accepted'), count(*)
         FROM audiences_event e
+        JOIN scope ON scope.id = e.contact_id
         WHERE e.type = 'call_outcome' AND e.occurred_at >= %s AND e.occurred_at < %s
           AND e.properties ->> 'outcome' IN ('accepted', 'declined')
-          AND e.contact_id IN (SELECT id FROM scope)
         """,
         [window.start, window.end],
     )
@@ -211,9 +223,9 @@ def _scores(scope: Scope, window: Window, event_type: str, aggregates: str) -> t
         , scores AS (
             SELECT (e.properties ->> 'score')::numeric AS score
             FROM audiences_event e
+            JOIN scope ON scope.id = e.contact_id
             WHERE e.type = %s AND e.occurred_at >= %s AND e.occurred_at < %s
               AND e.properties ->> 'score' ~ %s
-              AND e.contact_id IN (SELECT id FROM scope)
         )
         SELECT {aggregates} FROM scores WHERE score <= 10
         """,  # noqa: S608 - the aggregates are this module's constants

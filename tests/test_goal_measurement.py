@@ -8,10 +8,13 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import ProtectedError
+from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 
-from audiences.models import ConsentChange, Contact, Event, Segment
+from audiences.models import Contact, Event, Segment
+from audiences.services.consents import consent_record
 from goals.metrics import CATALOGUE
 from goals.models import Goal, Metric, Period, Snapshot
 from goals.progress import progress
@@ -113,22 +116,26 @@ def test_churn_is_the_share_of_last_windows_buyers_who_did_not_buy_again():
 
 
 def test_opt_in_rate_reads_the_consent_as_it_was_at_the_end_of_the_day():
-    granted, withdrawn_later, withdrawn, unknown = ContactFactory.create_batch(4)
+    granted, withdrawn_later, regranted_later, withdrawn, other_channel = ContactFactory.create_batch(5)
     changes = [
-        (granted, "granted", at(DAY - dt.timedelta(days=100))),
-        (withdrawn_later, "granted", at(DAY - dt.timedelta(days=100))),
-        (withdrawn_later, "withdrawn", at(DAY + dt.timedelta(days=1))),  # after the day: still granted then
-        (withdrawn, "granted", at(DAY - dt.timedelta(days=100))),
-        (withdrawn, "withdrawn", at(DAY, 8)),
-        (unknown, "granted", at(DAY - dt.timedelta(days=5))),
+        (granted, "email", "granted", at(DAY - dt.timedelta(days=100))),
+        (withdrawn_later, "email", "granted", at(DAY - dt.timedelta(days=100))),
+        (withdrawn_later, "email", "withdrawn", at(DAY + dt.timedelta(days=1))),  # after the day: granted then
+        (regranted_later, "email", "granted", at(DAY - dt.timedelta(days=100))),
+        (regranted_later, "email", "withdrawn", at(DAY, 8)),
+        (regranted_later, "email", "granted", at(DAY + dt.timedelta(days=2))),  # withdrawn at the day's end
+        (withdrawn, "email", "granted", at(DAY - dt.timedelta(days=100))),
+        (withdrawn, "email", "withdrawn", at(DAY, 8)),
+        (other_channel, "sms", "granted", at(DAY - dt.timedelta(days=5))),
     ]
-    for contact, status, when in changes:
-        ConsentChange.objects.create(contact=contact, channel="email", status=status, source="test", recorded_at=when)
-    ConsentChange.objects.filter(contact=unknown).update(channel="sms")
+    for contact, channel, status, when in changes:
+        consent_record(contact=contact, channel=channel, status=status, source="test", recorded_at=when)
 
     email = measure(Metric.OPT_IN_RATE, channel="email")
+    sms = measure(Metric.OPT_IN_RATE, channel="sms")
 
-    assert (email.numerator, email.denominator, email.value) == (2, 4, Decimal(50))
+    assert (email.numerator, email.denominator, email.value) == (2, 5, Decimal(40))
+    assert (sms.numerator, sms.value) == (1, Decimal(20))
 
 
 def test_email_open_and_click_to_open_rates():
@@ -500,3 +507,21 @@ def test_the_task_runs_on_a_real_worker(celery_worker):
 
     assert answer == {"measured": 1, "not_measured": 0}
     assert goal.snapshots.get().value == Decimal(0)
+
+
+def test_goals_that_share_a_scope_evaluate_it_once_and_leave_no_tables_behind():
+    buyer, _ = ContactFactory.create_batch(2)
+    purchase(buyer, at(DAY))
+    segment = SegmentFactory(rules={"version": 1, "root": {"field": "last_name", "op": "is_set"}})
+    for metric in [Metric.CONVERSION_RATE, Metric.REVENUE_PER_CONTACT]:
+        new_goal(metric=metric, target=Decimal(5), scope_segment=segment)
+        new_goal(metric=metric, target=Decimal(5))
+
+    with CaptureQueriesContext(connection) as queries:
+        results = goals_measure(day=DAY, now=NOW)
+
+    assert sorted(str(result.snapshot.value) for result in results) == ["5.0000", "5.0000", "50.0000", "50.0000"]
+    assert sum("CREATE TEMPORARY TABLE" in query["sql"] for query in queries.captured_queries) == 2
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'goal_scope_%%'")
+        assert cursor.fetchone()[0] == 0
