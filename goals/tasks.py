@@ -6,6 +6,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from goals.experiments import experiments_measure
 from goals.services import goals_measure
 
 logger = logging.getLogger(__name__)
@@ -21,4 +22,5 @@ def measure_goals(day: str | None = None) -> dict[str, int]:
     problems = [result for result in results if result.problem]
     for result in problems:
         logger.warning("Goal %s (%s) not measured: %s", result.goal.pk, result.goal, result.problem)
-    return {"measured": len(results) - len(problems), "not_measured": len(problems)}
+    uplifts = experiments_measure(day=measured_day)
+    return {"measured": len(results) - len(problems), "not_measured": len(problems), "uplifts": len(uplifts)}

@@ -15,6 +15,7 @@ from django_celery_beat.models import PeriodicTask
 
 from audiences.models import Contact, Event, Segment
 from audiences.services.consents import consent_record
+from goals.experiments import experiment_assign, experiment_create
 from goals.metrics import CATALOGUE
 from goals.models import Goal, Metric, Period, Snapshot
 from goals.progress import progress
@@ -494,7 +495,7 @@ def test_the_task_measures_yesterday_and_twice_is_once():
     first = measure_goals()
     second = measure_goals()
 
-    assert first == second == {"measured": 1, "not_measured": 0}
+    assert first == second == {"measured": 1, "not_measured": 0, "uplifts": 0}
     assert list(goal.snapshots.values_list("day", flat=True)) == [dt.date(2026, 11, 20)]
 
 
@@ -505,7 +506,7 @@ def test_the_task_runs_on_a_real_worker(celery_worker):
 
     answer = measure_goals.apply_async(kwargs={"day": "2026-11-20"}, queue=celery_worker["queue"]).get(timeout=60)
 
-    assert answer == {"measured": 1, "not_measured": 0}
+    assert answer == {"measured": 1, "not_measured": 0, "uplifts": 0}
     assert goal.snapshots.get().value == Decimal(0)
 
 
@@ -525,3 +526,18 @@ def test_goals_that_share_a_scope_evaluate_it_once_and_leave_no_tables_behind():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'goal_scope_%%'")
         assert cursor.fetchone()[0] == 0
+
+
+@time_machine.travel(dt.datetime(2026, 11, 21, 2, 30, tzinfo=AMSTERDAM), tick=False)
+def test_the_task_also_measures_the_uplift_of_the_goals_campaigns():
+    goal = GoalFactory(starts_on=dt.date(2026, 11, 1), deadline=dt.date(2027, 1, 1))
+    experiment = experiment_create(goal=goal, name="Winback")
+    ContactFactory.create_batch(20)
+    assigned = experiment_assign(experiment=experiment, contacts=Contact.objects.all(), now=at(dt.date(2026, 11, 10)))
+
+    answer = measure_goals()
+
+    assert answer["uplifts"] == 1
+    uplift = experiment.uplifts.get()
+    assert (uplift.measured_on, uplift.treatment_size + uplift.holdout_size) == (dt.date(2026, 11, 20), 20)
+    assert uplift.holdout_size == assigned.holdout
