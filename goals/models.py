@@ -287,7 +287,7 @@ class Assignment(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
         verbose_name=_("contact"),
-        db_index=False,  # served by assignment_once (experiment, contact) for the uplift's join
+        db_index=False,  # see Meta.indexes
     )
     group = models.CharField(_("group"), max_length=16, choices=Experiment.Group.choices)
     assigned_at = models.DateTimeField(_("assigned at"))
@@ -298,6 +298,11 @@ class Assignment(models.Model):
         constraints = [
             # Assigning again keeps the first assignment: INSERT ... ON CONFLICT DO NOTHING.
             models.UniqueConstraint(fields=["experiment", "contact"], name="assignment_once"),
+        ]
+        indexes = [
+            # A contact's assignments, for deleting a contact (a merge or an erasure); the uplift's
+            # join reads (experiment, contact) through assignment_once.
+            models.Index(fields=["contact"], name="assignment_contact_idx"),
         ]
 
     def __str__(self) -> str:
