@@ -66,7 +66,7 @@ def test_validation_errors_name_the_field_and_the_reason(api_client_for, markete
     body = response.json()
     assert body["type"] == "validation_error"
     fields = {error["field"]: error for error in body["errors"]}
-    assert set(fields) == {"name", "starts_on", "deadline"}
+    assert set(fields) == {"name", "domain", "metric", "target", "starts_on", "deadline"}
     assert fields["name"]["code"] == "required"
     assert fields["name"]["message"]
     assert not Goal.objects.exists()
@@ -75,7 +75,14 @@ def test_validation_errors_name_the_field_and_the_reason(api_client_for, markete
 def test_a_rule_of_the_model_is_reported_on_its_field(api_client_for, marketeer):
     response = api_client_for(marketeer).post(
         reverse("goal-list"),
-        {"name": "Verkeerd om", "starts_on": "2027-06-01", "deadline": "2027-01-01"},
+        {
+            "name": "Verkeerd om",
+            "domain": "conversions",
+            "metric": "conversion_rate",
+            "target": "12.5",
+            "starts_on": "2027-06-01",
+            "deadline": "2027-01-01",
+        },
         format="json",
     )
     assert response.status_code == 400
@@ -86,7 +93,14 @@ def test_a_rule_of_the_model_is_reported_on_its_field(api_client_for, marketeer)
 def test_creating_a_goal_makes_the_caller_its_owner(api_client_for, marketeer):
     response = api_client_for(marketeer).post(
         reverse("goal-list"),
-        {"name": "NPS omhoog", "starts_on": "2027-01-01", "deadline": "2027-12-31"},
+        {
+            "name": "NPS omhoog",
+            "domain": "nps",
+            "metric": "nps",
+            "target": "30",
+            "starts_on": "2027-01-01",
+            "deadline": "2027-12-31",
+        },
         format="json",
     )
     assert response.status_code == 201
