@@ -194,6 +194,19 @@ def test_the_goal_page_shows_progress_the_chart_and_the_snapshots(as_marketeer):
     assert "+100%" in html  # 5.0% → 10.0%
 
 
+def test_the_goal_page_shows_the_team_goals_under_it(as_marketeer):
+    objective = GoalFactory(name="Minder churn")
+    GoalFactory(name="Team winback", parent=objective, status=Goal.Status.AT_RISK)
+    GoalFactory(name="Ander doel")
+
+    html = as_marketeer.get(reverse("admin:goals_goal_change", args=[objective.pk])).content.decode()
+
+    under = html[html.index("Goals under it") :]
+    assert "Team winback</a>" in under[:2000]
+    assert "goal-status-at_risk" in under[:2000]
+    assert "Ander doel" not in html
+
+
 def test_the_goal_page_caps_the_snapshot_table(as_marketeer):
     goal = GoalFactory(starts_on=today() - dt.timedelta(days=80), deadline=today() + dt.timedelta(days=10))
     for offset in range(70):

@@ -11,9 +11,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -96,14 +98,14 @@ class GoalAdmin(ServiceFormAdmin):
     search_fields = ["name"]
     autocomplete_fields = ["parent", "scope_segment"]
     date_hierarchy = "deadline"
-    readonly_fields = ["baseline_and_change", "created_at", "updated_at"]
+    readonly_fields = ["baseline_and_change", "team_goals", "created_at", "updated_at"]
 
     class Media:
         css = {"all": ["goals/goals.css"]}
 
     def get_fieldsets(self, request, obj=None):
         return [
-            (_("Specific: what do you want to achieve?"), {"fields": SPECIFIC}),
+            (_("Specific: what do you want to achieve?"), {"fields": [*SPECIFIC, *(["team_goals"] if obj else [])]}),
             (_("Measurable: which KPI shows it?"), {"fields": MEASURABLE}),
             (_("Achievable: from where to where?"), {"fields": ACHIEVABLE}),
             (_("Time-bound: by when?"), {"fields": TIME_BOUND}),
@@ -140,6 +142,21 @@ class GoalAdmin(ServiceFormAdmin):
         return gettext("ended") if left is None else str(left)
 
     # --- the page ---------------------------------------------------------------------------
+
+    @admin.display(description=_("goals under it"))
+    def team_goals(self, obj: Goal) -> str:
+        """The goal tree one level down: the team goals that contribute to this one, with their status."""
+        children = list(obj.children.order_by("deadline", "name"))
+        if not children:
+            return gettext("None: goals that contribute to this one name it under “Part of”.")
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{}</a> {}',
+            (
+                (reverse("admin:goals_goal_change", args=[child.pk]), child.name, status_badge(child))
+                for child in children
+            ),
+        )
 
     @admin.display(description=_("baseline"))
     def baseline_and_change(self, obj: Goal) -> str:
