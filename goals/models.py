@@ -174,6 +174,10 @@ class Goal(TimeStampedModel):
     def clean(self) -> None:
         if self.starts_on and self.deadline and self.deadline <= self.starts_on:
             raise ValidationError({"deadline": _("The deadline must be after the start.")})
+        if self.period_days is not None and not 1 <= self.period_days <= 3660:
+            raise ValidationError({"period_days": _("A period is between 1 and 3,660 days (ten years).")})
+        if self.pk is not None and self.parent_id == self.pk:
+            raise ValidationError({"parent": _("A goal cannot be part of itself or of a goal under it.")})
         if self.metric == Metric.OPT_IN_RATE and not self.channel:
             raise ValidationError({"channel": _("Choose the channel whose opt-in rate this goal measures.")})
         if self.metric == Metric.CHURN_RATE and self.period != Period.ROLLING:

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import uuid
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,13 +25,15 @@ from audiences.models import Contact
 from audiences.segments import RuleError
 from audiences.selectors.segments import segment_contacts, segment_query_memory
 from goals.metrics import CATALOGUE, Measured, Scope, Window
-from goals.models import Goal, Period, Snapshot
-from goals.progress import progress
+from goals.models import Goal, Metric, Period, Snapshot
+from goals.progress import Progress, progress
 
 logger = logging.getLogger(__name__)
 
-# The fields that define what the KPI measures: changing one measures the baseline again.
-KPI_FIELDS = ("metric", "channel", "scope_segment", "period", "period_days", "starts_on")
+# The fields that define what the KPI measures: changing one makes the history measure something
+# else (it goes) and measures the baseline again, as does moving the start.
+KPI_FIELDS = ("metric", "channel", "scope_segment", "period", "period_days")
+BASELINE_FIELDS = (*KPI_FIELDS, "starts_on")
 
 # What a target can be, per unit of the metric.
 TARGET_RANGES = {
@@ -158,18 +160,28 @@ def goal_create(*, owner: Any = None, now: dt.datetime | None = None, **fields: 
 
 @transaction.atomic
 def goal_update(*, goal: Goal, now: dt.datetime | None = None, **fields: Any) -> Goal:
-    """Changes a goal; a change to what its KPI measures measures the baseline again."""
-    kpi_changed = any(name in KPI_FIELDS and getattr(goal, name) != value for name, value in fields.items())
+    """Changes a goal. A change to what its KPI measures drops the snapshots (they measured
+    something else) and measures the baseline again; a new start only measures the baseline again."""
+
+    def changed(names: tuple[str, ...]) -> bool:
+        return any(name in names and getattr(goal, name) != value for name, value in fields.items())
+
+    kpi_changed = changed(KPI_FIELDS) and not (
+        # The channel counts only for the opt-in rate.
+        {name for name in KPI_FIELDS if changed((name,))} == {"channel"}
+        and fields.get("metric", goal.metric) != Metric.OPT_IN_RATE
+    )
+    baseline_changed = kpi_changed or changed(BASELINE_FIELDS)
     for name, value in fields.items():
         setattr(goal, name, value)
     goal.full_clean()
-    if kpi_changed:
+    if baseline_changed:
         _measure_baseline(goal, now=now or timezone.now())
     _check(goal)
     goal.save()
     if kpi_changed:
-        # The history measured something else: it goes, and the next measurement starts it again.
         goal.snapshots.all().delete()
+    if baseline_changed:
         goal_refresh_status(goal=goal, today=timezone.localdate(now or timezone.now()))
     return goal
 
@@ -192,10 +204,24 @@ def goal_measure(*, goal: Goal, day: dt.date, now: dt.datetime | None = None, sc
     return Snapshot.objects.get(goal=goal, day=day)
 
 
-def goal_refresh_status(*, goal: Goal, today: dt.date) -> Goal:
-    """The goal's status, current value and trend, from its snapshots."""
-    found = progress(
-        values=goal.snapshots.values_list("day", "value"),
+def _next(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=1)
+
+
+def judged_values(goal: Goal, values: Iterable[tuple[dt.date, Decimal | None]]) -> list[tuple[dt.date, Decimal | None]]:
+    """The snapshots a goal is judged on. A calendar goal's snapshot counts its period so far
+    (the month up to the day), which climbs through every period and cannot be set against a
+    whole period's baseline or target: it is judged on the snapshots of whole periods, those
+    taken on a period's last day. A rolling goal is judged on every snapshot."""
+    if goal.period == Period.ROLLING:
+        return list(values)
+    return [(day, value) for day, value in values if _period_start(goal, day + dt.timedelta(days=1)) == _next(day)]
+
+
+def goal_progress(*, goal: Goal, values: Iterable[tuple[dt.date, Decimal | None]], today: dt.date) -> Progress:
+    """Where the goal stands, from its snapshots' (day, value) pairs."""
+    return progress(
+        values=judged_values(goal, values),
         baseline=goal.baseline,
         target=goal.target,
         starts_on=goal.starts_on,
@@ -203,7 +229,13 @@ def goal_refresh_status(*, goal: Goal, today: dt.date) -> Goal:
         today=today,
         higher_is_better=CATALOGUE[goal.metric].higher_is_better,
     )
-    latest = goal.snapshots.exclude(value=None).order_by("-day").values_list("day", flat=True).first()
+
+
+def goal_refresh_status(*, goal: Goal, today: dt.date) -> Goal:
+    """The goal's status, current value and trend, from its snapshots."""
+    values = list(goal.snapshots.order_by("day").values_list("day", "value"))
+    found = goal_progress(goal=goal, values=values, today=today)
+    latest = next((day for day, value in reversed(values) if value is not None), None)
     Goal.objects.filter(pk=goal.pk).update(
         status=found.status, current_value=found.current, projected_value=found.projected, measured_on=latest
     )

@@ -424,7 +424,7 @@ def test_every_point_and_line_is_inside_the_view_box():
             assert 0 <= x <= width and 0 <= y <= height
 
 
-def test_the_chart_has_the_lines_ticks_legend_and_an_accessible_description():
+def test_the_chart_has_the_lines_ticks_legend_and_an_accessible_description(english):
     goal = chart_goal()
     _svg, root = chart(goal, points(goal, (5, "5.5"), (10, None), (20, "6"), (30, "6.5")))
 
@@ -445,7 +445,7 @@ def test_the_chart_has_the_lines_ticks_legend_and_an_accessible_description():
     assert float(trend.get("x2")) == pytest.approx(float(root.find(f"{SVG}line[@class='x-axis']").get("x2")))
 
 
-def test_the_chart_escapes_the_goals_name():
+def test_the_chart_escapes_the_goals_name(english):
     goal = chart_goal(name='<script>alert("x")</script> & co')
     svg, root = chart(goal, points(goal, (5, "6")))
 
@@ -453,7 +453,7 @@ def test_the_chart_escapes_the_goals_name():
     assert root.find(f"{SVG}title").text == '<script>alert("x")</script> & co: progress'
 
 
-def test_no_data_at_all_is_a_friendly_empty_state():
+def test_no_data_at_all_is_a_friendly_empty_state(english):
     goal = chart_goal()
     assert "No measurements yet" in chart_goal_svg_text(goal, [])
     assert "no data in the scope yet" in chart_goal_svg_text(goal, points(goal, (1, None), (2, None)))

@@ -24,6 +24,7 @@ from goals.services import (
     day_window,
     goal_create,
     goal_measure,
+    goal_progress,
     goal_update,
     goals_measure,
     kpi_measure,
@@ -541,3 +542,54 @@ def test_the_task_also_measures_the_uplift_of_the_goals_campaigns():
     uplift = experiment.uplifts.get()
     assert (uplift.measured_on, uplift.treatment_size + uplift.holdout_size) == (dt.date(2026, 11, 20), 20)
     assert uplift.holdout_size == assigned.holdout
+
+
+def test_a_calendar_goal_is_judged_on_whole_periods_not_on_a_month_so_far():
+    goal = goal_for(
+        Metric.CONVERSION_RATE,
+        period=Period.MONTH,
+        starts_on=dt.date(2026, 5, 1),
+        deadline=dt.date(2026, 12, 31),
+        baseline=Decimal(10),
+        target=Decimal(12),
+    )
+    # A flat 10% a month: the month so far climbs from 0.5% to 10% every month.
+    climbing = [(dt.date(2026, 5, day), Decimal(day) / 2) for day in range(1, 21)]
+
+    assert goal_progress(goal=goal, values=climbing, today=dt.date(2026, 5, 21)).status == Goal.Status.NO_DATA
+
+    months = [(dt.date(2026, 5, 31), Decimal(10)), (dt.date(2026, 6, 30), Decimal(10))]
+    judged = goal_progress(goal=goal, values=climbing + months, today=dt.date(2026, 7, 1))
+    assert (judged.status, judged.current) == (Goal.Status.AT_RISK, Decimal(10))
+
+
+def test_moving_the_start_measures_the_baseline_again_but_keeps_the_history():
+    buyer, _other = ContactFactory.create_batch(2)
+    purchase(buyer, at(dt.date(2026, 10, 15)))
+    goal = new_goal()
+    goal_measure(goal=goal, day=DAY)
+    assert goal.baseline == Decimal(50)
+
+    goal_update(goal=goal, starts_on=dt.date(2026, 11, 20), now=NOW)
+
+    goal.refresh_from_db()
+    assert goal.baseline == Decimal(0)  # 15 October is before the 30 days before 20 November
+    assert goal.snapshots.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"period_days": 0}, "period_days", "between 1 and 3,660 days"),
+        ("self", "parent", "part of itself"),
+    ],
+)
+def test_rules_of_the_database_are_refused_on_their_field_first(change, field, message, english):
+    goal = new_goal()
+    fields = {"parent": goal} if change == "self" else change
+
+    with pytest.raises(ValidationError) as refused:
+        goal_update(goal=goal, **fields)
+
+    assert message in " ".join(refused.value.message_dict[field])
+    assert "__all__" not in refused.value.message_dict

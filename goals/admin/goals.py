@@ -24,9 +24,8 @@ from goals.admin.display import days_left, days_left_text, status_badge, uplifts
 from goals.charts import goal_chart_svg
 from goals.metrics import CATALOGUE
 from goals.models import Goal, Snapshot
-from goals.progress import progress
 from goals.selectors import goal_uplifts
-from goals.services import format_value, goal_create, goal_update, required_change
+from goals.services import format_value, goal_create, goal_progress, goal_update, required_change
 
 SNAPSHOTS_SHOWN = 60
 
@@ -191,15 +190,7 @@ class GoalAdmin(ServiceFormAdmin):
             .order_by("day")
             .only("day", "value", "numerator", "denominator", "measured_at")
         )
-        found = progress(
-            values=[(snapshot.day, snapshot.value) for snapshot in snapshots],
-            baseline=goal.baseline,
-            target=goal.target,
-            starts_on=goal.starts_on,
-            deadline=goal.deadline,
-            today=today,
-            higher_is_better=CATALOGUE[goal.metric].higher_is_better,
-        )
+        found = goal_progress(goal=goal, values=[(snapshot.day, snapshot.value) for snapshot in snapshots], today=today)
         latest_first = snapshots[::-1][:SNAPSHOTS_SHOWN]
         return {
             "status": status_badge(goal),
