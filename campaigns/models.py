@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -43,3 +44,13 @@ class Campaign(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.experiment_id and self.experiment.goal_id != self.goal_id:
+            raise ValidationError(
+                {
+                    "experiment": _(
+                        "This measurement belongs to another goal: a campaign is measured against its own goal."
+                    )
+                }
+            )

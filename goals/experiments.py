@@ -189,15 +189,31 @@ def experiment_create(
     return experiment
 
 
+def _refuse_once_assigned(experiment: Experiment) -> None:
+    """The holdout's share is fixed once contacts are assigned. Contacts keep their first group, so
+    a new share would apply to later contacts only: they had less time to convert and would sit in
+    the groups in other proportions, which makes an effect out of nothing. A new share is a new
+    measurement."""
+    if experiment.pk is not None and experiment.assignments.exists():
+        raise ValidationError(
+            {
+                "holdout_percent": _(
+                    "Contacts have been assigned already, so the holdout can no longer change: groups "
+                    "picked at different times and shares cannot be compared. Start a new measurement instead."
+                )
+            }
+        )
+
+
 def experiment_holdout_off(
     *, experiment: Experiment, reason: str, user: User | None, now: dt.datetime | None = None
 ) -> Experiment:
     """Turns the holdout off, which needs a reason: without a holdout the campaign's effect cannot
     be shown, so whoever decides that says why, and it is recorded with their name and the time.
 
-    Contacts assigned before keep their group: those already held out stay held out (and are still
-    compared against), and from now on the whole audience is the treatment.
+    Only before contacts are assigned: see `_refuse_once_assigned`.
     """
+    _refuse_once_assigned(experiment)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError(
@@ -222,10 +238,9 @@ def experiment_holdout_set(*, experiment: Experiment, percent: Decimal) -> Exper
     """Sets the holdout's share (above 0; no holdout goes through `experiment_holdout_off`), turning
     it back on if it was off.
 
-    Allowed after contacts were assigned, but it does not move them: every assignment keeps its
-    first group, so the new share applies to the contacts assigned from now on. Moving contacts
-    between groups after the campaign reached them would spoil the comparison.
+    Only before contacts are assigned: see `_refuse_once_assigned`.
     """
+    _refuse_once_assigned(experiment)
     experiment.holdout_percent = _check_holdout_percent(percent)
     experiment.holdout_off_reason, experiment.holdout_off_by, experiment.holdout_off_at = "", None, None
     experiment.full_clean()

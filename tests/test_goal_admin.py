@@ -605,3 +605,19 @@ def test_the_campaign_page_shows_its_measured_uplift(as_marketeer):
 
     assert "+2.00 pp" in measured_html.decode()
     assert re.search(r"not measured", unmeasured_html.decode())
+
+
+def test_a_campaign_cannot_be_measured_against_another_goals_measurement(as_marketeer):
+    goal, other = GoalFactory(), GoalFactory()
+    foreign = experiment_create(goal=other, name="Van een ander doel")
+    campaign = CampaignFactory(goal=goal)
+
+    response = as_marketeer.post(
+        reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+        {"name": campaign.name, "description": "", "goal": goal.pk, "experiment": foreign.pk},
+    )
+
+    assert response.status_code == 200
+    assert "belongs to another goal" in " ".join(errors_of(response, "experiment"))
+    campaign.refresh_from_db()
+    assert campaign.experiment is None

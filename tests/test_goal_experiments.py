@@ -287,30 +287,22 @@ def test_assigning_holds_out_the_share_by_bucket_and_a_second_run_changes_nothin
     assert set(Assignment.objects.values_list("contact_id", "group", "assigned_at")) == rows
 
 
-def test_a_larger_holdout_applies_to_newcomers_and_keeps_everyone_in_their_first_group():
+def test_once_contacts_are_assigned_the_holdout_can_no_longer_change(english):
     first = make_contacts(1_000, tag="first")
     experiment = experiment_create(goal=GoalFactory(), name="Spring sale")
     experiment_assign(experiment=experiment, contacts=first, now=ASSIGNED)
     before = groups_of(experiment)
 
-    experiment_holdout_set(experiment=experiment, percent=Decimal(30))
-    newcomers = make_contacts(1_000, tag="second")
-    result = experiment_assign(
-        experiment=experiment, contacts=Contact.objects.filter(last_name__in=["first", "second"]), now=DAY
-    )
+    with pytest.raises(ValidationError) as larger:
+        experiment_holdout_set(experiment=experiment, percent=Decimal(30))
+    with pytest.raises(ValidationError) as off:
+        experiment_holdout_off(experiment=experiment, reason="Budget", user=None)
 
-    after = groups_of(experiment)
-    assert {pk: after[pk] for pk in before} == before
-    assert result.treatment + result.holdout == 1_000
-    for contact in newcomers:
-        held_out = holdout_bucket(key=experiment.key, contact_key=contact.contact_key) < 3_000
-        assert after[contact.pk] == (Experiment.Group.HOLDOUT if held_out else Experiment.Group.TREATMENT)
-    # Monotone: whoever was held out at 10% would be held out at 30% as well.
-    assert all(
-        holdout_bucket(key=experiment.key, contact_key=contact.contact_key) < 3_000
-        for contact in first
-        if before[contact.pk] == Experiment.Group.HOLDOUT
-    )
+    for refused in (larger, off):
+        assert "Start a new measurement instead" in refused.value.message_dict["holdout_percent"][0]
+    experiment.refresh_from_db()
+    assert (experiment.holdout_percent, experiment.holdout_off_reason) == (Decimal(10), "")
+    assert groups_of(experiment) == before
 
 
 def test_erased_contacts_are_never_assigned_and_the_recipients_are_the_treatment():
