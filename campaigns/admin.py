@@ -3,12 +3,13 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Campaign
+from dialoog.admin_site import WellFormedInitialMixin
 from goals.admin.display import uplifts_html
 from goals.selectors import experiment_result
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(WellFormedInitialMixin, admin.ModelAdmin):
     list_display = ["name", "goal", "status", "created_at"]
     list_filter = ["status"]
     list_select_related = ["goal"]

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from dialoog.dashboard import dashboard_for
@@ -15,3 +16,18 @@ class DialoogAdminSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "dashboard": dashboard_for(request.user)}
         return super().index(request, extra_context)
+
+
+class WellFormedInitialMixin:
+    """Drops an add page's preset relation that is not an id (`?goal=abc`): the autocomplete widget
+    would look it up as one and fail with a 500. The page opens with nothing picked instead."""
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)  # type: ignore[misc]
+        for field in self.model._meta.concrete_fields:  # type: ignore[attr-defined]
+            if field.is_relation and field.name in initial:
+                try:
+                    field.target_field.to_python(initial[field.name])
+                except ValidationError:
+                    initial.pop(field.name)
+        return initial

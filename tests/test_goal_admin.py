@@ -621,3 +621,22 @@ def test_a_campaign_cannot_be_measured_against_another_goals_measurement(as_mark
     assert "belongs to another goal" in " ".join(errors_of(response, "experiment"))
     campaign.refresh_from_db()
     assert campaign.experiment is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:goals_goal_add?parent=abc",
+        "admin:goals_goal_add?scope_segment=abc",
+        "admin:goals_experiment_add?goal=abc",
+        "admin:campaigns_campaign_add?experiment=abc&goal=1x",
+    ],
+)
+def test_an_add_page_with_a_preset_that_is_not_an_id_opens_with_nothing_picked(as_marketeer, url):
+    name, query = url.split("?")
+
+    response = as_marketeer.get(f"{reverse(name)}?{query}")
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert not any(form.initial.get(key) for key in [part.split("=")[0] for part in query.split("&")])

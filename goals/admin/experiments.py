@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from dialoog.admin_site import WellFormedInitialMixin
 from goals.admin.common import ServiceForm, ServiceFormAdmin
 from goals.admin.display import NONE, uplifts_html
 from goals.experiments import (
@@ -83,7 +84,7 @@ class ExperimentForm(ServiceForm):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(ServiceFormAdmin):
+class ExperimentAdmin(WellFormedInitialMixin, ServiceFormAdmin):
     form = ExperimentForm
     list_display = ["name", "goal", "holdout", "conversion_event", "attribution_days", "created_at"]
     list_filter = ["conversion_event"]

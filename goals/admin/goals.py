@@ -19,6 +19,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from dialoog.admin_site import WellFormedInitialMixin
 from goals.admin.common import ServiceForm, ServiceFormAdmin
 from goals.admin.display import days_left, days_left_text, status_badge, uplifts_html
 from goals.charts import goal_chart_svg
@@ -78,7 +79,7 @@ class GoalForm(ServiceForm):
 
 
 @admin.register(Goal)
-class GoalAdmin(ServiceFormAdmin):
+class GoalAdmin(WellFormedInitialMixin, ServiceFormAdmin):
     form = GoalForm
     list_display = [
         "name",
