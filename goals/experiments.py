@@ -28,6 +28,7 @@ from django.db import connection
 from django.db.models import (
     BigIntegerField,
     BooleanField,
+    DateField,
     Exists,
     ExpressionWrapper,
     F,
@@ -427,11 +428,18 @@ def experiment_measure(*, experiment: Experiment, day: dt.date, now: dt.datetime
 
 
 def experiments_measure(*, day: dt.date, now: dt.datetime | None = None) -> list[Uplift]:
-    """The day's Uplift of every experiment that has assignments and whose goal runs that day
-    (from its start to its deadline); safe to run again for the same day."""
+    """The day's Uplift of every experiment that has assignments, from its goal's start until its
+    attribution window has closed after the goal's deadline (conversions of contacts reached just
+    before the deadline still count); safe to run again for the same day."""
     now = now or timezone.now()
     experiments = (
-        Experiment.objects.filter(goal__starts_on__lte=day, goal__deadline__gte=day)
+        Experiment.objects.filter(goal__starts_on__lte=day)
+        .alias(
+            measured_until=ExpressionWrapper(
+                F("goal__deadline") + F("attribution_days") * dt.timedelta(days=1), output_field=DateField()
+            )
+        )
+        .filter(measured_until__gte=day)
         .filter(Exists(Assignment.objects.filter(experiment=OuterRef("pk"))))
         .order_by("pk")
     )

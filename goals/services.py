@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -310,9 +310,14 @@ def goals_measure(*, day: dt.date, goals: Any = None, now: dt.datetime | None = 
                 logger.warning("goal %s not measured for %s: %s", goal.pk, day, error)
                 results.append(Measurement(goal, day, None, str(error)))
                 continue
+            except DatabaseError as error:  # a timeout, say: this goal waits for the next run
+                logger.exception("goal %s not measured for %s", goal.pk, day)
+                results.append(Measurement(goal, day, None, _("The database failed: %(error)s") % {"error": error}))
+                continue
             results.append(Measurement(goal, day, snapshot))
     # Goals past their deadline are settled (achieved or missed) without measuring again.
-    for goal in Goal.objects.filter(deadline__lt=today).exclude(status__in=[Goal.Status.ACHIEVED, Goal.Status.MISSED]):
+    # (A goal that never had data stays "no data"; one settled stays settled.)
+    for goal in Goal.objects.filter(deadline__lt=today, status__in=[Goal.Status.ON_TRACK, Goal.Status.AT_RISK]):
         goal_refresh_status(goal=goal, today=today)
     return results
 

@@ -584,22 +584,28 @@ def test_an_experiment_never_measured_says_so(english):
     assert (result.uplift, result.conversion, result.revenue, result.roi, result.cost) == (None, None, None, None, 0)
 
 
-def test_the_daily_measurement_covers_experiments_of_running_goals_that_have_assignments():
+def test_the_daily_measurement_covers_experiments_until_their_attribution_window_after_the_deadline():
     today = timezone.localdate()
     running = experiment_create(goal=GoalFactory(), name="Running")
     experiment_assign(experiment=running, contacts=make_contacts(50), now=timezone.now())
     unassigned = experiment_create(goal=GoalFactory(), name="Not planned yet")
-    ended_goal = GoalFactory(starts_on=today - dt.timedelta(days=60), deadline=today - dt.timedelta(days=1))
-    ended = experiment_create(goal=ended_goal, name="Over")
-    experiment_assign(experiment=ended, contacts=make_contacts(50, tag="others"), now=timezone.now())
+    just_ended = GoalFactory(starts_on=today - dt.timedelta(days=60), deadline=today - dt.timedelta(days=1))
+    closing = experiment_create(goal=just_ended, name="Window still open", attribution_days=7)
+    experiment_assign(experiment=closing, contacts=make_contacts(50, tag="closing"), now=timezone.now())
+    long_ended = GoalFactory(starts_on=today - dt.timedelta(days=60), deadline=today - dt.timedelta(days=8))
+    over = experiment_create(goal=long_ended, name="Over", attribution_days=7)
+    experiment_assign(experiment=over, contacts=make_contacts(50, tag="others"), now=timezone.now())
 
     measured = experiments_measure(day=today)
     experiments_measure(day=today)
 
-    assert [uplift.experiment_id for uplift in measured] == [running.pk]
+    assert [uplift.experiment_id for uplift in measured] == [running.pk, closing.pk]
     assert measured[0].treatment_size + measured[0].holdout_size == 50
-    assert list(Uplift.objects.values_list("experiment_id", "measured_on")) == [(running.pk, today)]
-    assert not Uplift.objects.filter(experiment__in=[unassigned, ended]).exists()
+    assert sorted(Uplift.objects.values_list("experiment_id", "measured_on")) == [
+        (running.pk, today),
+        (closing.pk, today),
+    ]
+    assert not Uplift.objects.filter(experiment__in=[unassigned, over]).exists()
 
 
 # --- The goal's experiments --------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Goals' KPIs computed in SQL, their daily snapshots, baselines and status."""
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 from decimal import Decimal
@@ -593,3 +594,22 @@ def test_rules_of_the_database_are_refused_on_their_field_first(change, field, m
 
     assert message in " ".join(refused.value.message_dict[field])
     assert "__all__" not in refused.value.message_dict
+
+
+def test_a_database_error_on_one_goal_does_not_stop_the_others(monkeypatch, english):
+    ContactFactory()
+    new_goal(name="Gaat goed")
+    new_goal(name="Valt om", metric=Metric.NPS, target=Decimal(20))
+
+    def times_out(scope, window, channel):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)")
+
+    monkeypatch.setitem(CATALOGUE, Metric.NPS, dataclasses.replace(CATALOGUE[Metric.NPS], measure=times_out))
+
+    results = goals_measure(day=DAY, now=NOW)
+
+    outcome = {result.goal.name: result.problem for result in results}
+    assert outcome["Gaat goed"] == ""
+    assert outcome["Valt om"].startswith("The database failed: canceling statement due to statement timeout")
+    assert list(Snapshot.objects.values_list("goal__name", flat=True)) == ["Gaat goed"]
