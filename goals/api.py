@@ -27,7 +27,15 @@ UNITS = ["percent", "money", "number", "score", "nps"]
 class SnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Snapshot
-        fields = ["day", "value", "numerator", "denominator"]
+        fields = [
+            "day",
+            "value",
+            "numerator",
+            "denominator",
+            "control_value",
+            "control_numerator",
+            "control_denominator",
+        ]
 
 
 class ComparisonSerializer(serializers.Serializer):

@@ -201,6 +201,14 @@ class Snapshot(models.Model):
     numerator = models.DecimalField(_("numerator"), max_digits=20, decimal_places=4)
     denominator = models.DecimalField(_("denominator"), max_digits=20, decimal_places=4)
     measured_at = models.DateTimeField(_("measured at"))
+    # The same KPI for the scope's members of the global control group, when it is on: the total
+    # effect of all marketing is the rest of the scope against them. (Numerators and denominators
+    # add up over disjoint groups, so the rest is the whole less these.)
+    control_value = models.DecimalField(
+        _("global control group's value"), max_digits=16, decimal_places=4, null=True, blank=True
+    )
+    control_numerator = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    control_denominator = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
 
     class Meta:
         verbose_name = _("snapshot")

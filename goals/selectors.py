@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.utils.translation import gettext as _
 
+from goals.metrics import CATALOGUE
 from goals.models import Experiment, Goal, Metric, Snapshot, Uplift
 from goals.statistics import Comparison, Rate, Sample, compare_means, compare_rates, too_small_reason
 
@@ -177,3 +178,62 @@ def goal_uplifts(*, goals: Iterable[Goal]) -> dict[int, list[UpliftResult]]:
             _result(experiment, uplifts.get(experiment.pk), snapshots.get(experiment.goal_id))
         )
     return results
+
+
+# Metrics whose numerator and denominator count contacts: two groups' values are proportions of
+# independent contacts, which the two-proportion test compares.
+CONTACT_RATES = {
+    Metric.CONVERSION_RATE,
+    Metric.CHURN_RATE,
+    Metric.OPT_IN_RATE,
+    Metric.EMAIL_OPEN_RATE,
+    Metric.EMAIL_CLICK_RATE,
+}
+
+
+@dataclass(frozen=True)
+class TotalEffect:
+    """The total effect of all marketing on a goal's KPI on a day: the scope less the global control
+    group (everyone marketing may reach) against the group's members (whom it never reaches)."""
+
+    day: object
+    control: Decimal | None
+    everyone_else: Decimal | None
+    difference: Decimal | None
+    control_size: Decimal
+    comparison: Comparison | None  # for contact rates only; None for amounts, scores and NPS
+    problem: str
+
+
+def goal_total_effect(*, goal: Goal) -> TotalEffect | None:
+    """From the goal's latest snapshot measured with the global control group; None when there is none."""
+    snapshot = goal.snapshots.exclude(control_denominator=None).order_by("-day").first()
+    if snapshot is None or snapshot.control_numerator is None or snapshot.control_denominator is None:
+        return None
+    scale = Decimal(100) if CATALOGUE[goal.metric].unit in ("percent", "nps") else Decimal(1)
+    rest_numerator = snapshot.numerator - snapshot.control_numerator
+    rest_denominator = snapshot.denominator - snapshot.control_denominator
+    everyone_else = (
+        None if rest_denominator == 0 else (rest_numerator * scale / rest_denominator).quantize(Decimal("0.0001"))
+    )
+    control = snapshot.control_value
+    difference = None if control is None or everyone_else is None else everyone_else - control
+    comparison = None
+    problem = ""
+    if control is None or everyone_else is None:
+        problem = _("No data in one of the groups.")
+    elif goal.metric in CONTACT_RATES:
+        comparison = compare_rates(
+            treatment=Rate(int(rest_numerator), int(rest_denominator)),
+            control=Rate(int(snapshot.control_numerator), int(snapshot.control_denominator)),
+        )
+        problem = comparison.reason if comparison.too_small else ""
+    return TotalEffect(
+        day=snapshot.day,
+        control=control,
+        everyone_else=everyone_else,
+        difference=difference,
+        control_size=snapshot.control_denominator,
+        comparison=comparison,
+        problem=problem,
+    )

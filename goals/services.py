@@ -25,7 +25,7 @@ from audiences.models import Contact
 from audiences.segments import RuleError
 from audiences.selectors.segments import segment_contacts, segment_query_memory
 from goals.metrics import CATALOGUE, Measured, Scope, Window
-from goals.models import Goal, Metric, Period, Snapshot
+from goals.models import GlobalControlGroup, Goal, Metric, Period, Snapshot
 from goals.progress import Progress, progress
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ def baseline_window(goal: Goal, *, today: dt.date) -> Window:
     return Window(start=start_of(_period_start(goal, end - dt.timedelta(days=1))), end=start_of(end))
 
 
-def goal_scope(goal: Goal, *, now: dt.datetime) -> Scope:
-    """The contacts the KPI is measured on: the scope segment as it was at `now`, or everyone."""
+def goal_scope(goal: Goal, *, now: dt.datetime, control: bool = False) -> Scope:
+    """The contacts the KPI is measured on: the scope segment as it was at `now`, or everyone;
+    with `control`, only the scope's members of the global control group."""
     if goal.scope_segment_id is None:
         contacts = Contact.objects.filter(erased_at__isnull=True)
     else:
@@ -92,6 +93,11 @@ def goal_scope(goal: Goal, *, now: dt.datetime) -> Scope:
                 _("The scope segment “%(segment)s” cannot be evaluated: %(error)s")
                 % {"segment": goal.scope_segment, "error": error}
             ) from error
+    if control:
+        # Imported here: goals.experiments builds on this module.
+        from goals.experiments import global_control_condition
+
+        contacts = contacts.filter(global_control_condition())
     sql, params = contacts.values("pk").query.sql_with_params()
     return Scope(sql=sql, params=params)
 
@@ -186,13 +192,28 @@ def goal_update(*, goal: Goal, now: dt.datetime | None = None, **fields: Any) ->
     return goal
 
 
-def goal_measure(*, goal: Goal, day: dt.date, now: dt.datetime | None = None, scope: Scope | None = None) -> Snapshot:
-    """The goal's snapshot of the day: written, or written again (one per goal per day)."""
-    measured = kpi_measure(goal, day_window(goal, day), scope=scope)
+def goal_measure(
+    *,
+    goal: Goal,
+    day: dt.date,
+    now: dt.datetime | None = None,
+    scope: Scope | None = None,
+    control_scope: Scope | None = None,
+) -> Snapshot:
+    """The goal's snapshot of the day: written, or written again (one per goal per day). With the
+    global control group on (or `control_scope` given), its members' KPI is measured beside it."""
+    window = day_window(goal, day)
+    measured = kpi_measure(goal, window, scope=scope)
+    if control_scope is None and global_control_enabled():
+        control_scope = goal_scope(goal, now=window.end, control=True)
+    control = kpi_measure(goal, window, scope=control_scope) if control_scope is not None else None
     fields = {
         "value": measured.value,
         "numerator": measured.numerator,
         "denominator": measured.denominator,
+        "control_value": control.value if control else None,
+        "control_numerator": control.numerator if control else None,
+        "control_denominator": control.denominator if control else None,
         "measured_at": now or timezone.now(),
     }
     Snapshot.objects.bulk_create(
@@ -202,6 +223,10 @@ def goal_measure(*, goal: Goal, day: dt.date, now: dt.datetime | None = None, sc
         update_fields=list(fields),
     )
     return Snapshot.objects.get(goal=goal, day=day)
+
+
+def global_control_enabled() -> bool:
+    return GlobalControlGroup.objects.filter(pk=1, enabled=True).exists()
 
 
 def _next(day: dt.date) -> dt.date:
@@ -257,28 +282,30 @@ class Measurement:
 
 
 @contextmanager
-def day_scopes(day: dt.date) -> Iterator[Callable[[Goal], Scope]]:
+def day_scopes(day: dt.date) -> Iterator[Callable[..., Scope]]:
     """Scopes as they were at the end of the day, each evaluated once and kept in a temporary
     table for the goals that share it: fifty goals on six segments evaluate six segments, not
-    fifty. The tables go when the block ends."""
+    fifty. `scope_of(goal, control=True)` is the scope's part in the global control group.
+    The tables go when the block ends."""
     end = start_of(day + dt.timedelta(days=1))
-    tables: dict[int | None, Scope | NotMeasurable] = {}
+    tables: dict[tuple[int | None, bool], Scope | NotMeasurable] = {}
     names: list[str] = []  # made by uuid4 below, never from input
 
-    def scope_of(goal: Goal) -> Scope:
-        if goal.scope_segment_id not in tables:
+    def scope_of(goal: Goal, *, control: bool = False) -> Scope:
+        key = (goal.scope_segment_id, control)
+        if key not in tables:
             try:
-                scope = goal_scope(goal, now=end)
+                scope = goal_scope(goal, now=end, control=control)
             except NotMeasurable as error:
-                tables[goal.scope_segment_id] = error
+                tables[key] = error
             else:
                 table = f"goal_scope_{uuid.uuid4().hex}"
                 names.append(table)
                 with segment_query_memory(), connection.cursor() as cursor:
                     cursor.execute(f"CREATE TEMPORARY TABLE {table} (id) AS {scope.sql}", scope.params)
                     cursor.execute(f"ANALYZE {table}")  # so the planner knows its size
-                tables[goal.scope_segment_id] = Scope(sql=f"SELECT id FROM {table}", params=())  # noqa: S608
-        found = tables[goal.scope_segment_id]
+                tables[key] = Scope(sql=f"SELECT id FROM {table}", params=())  # noqa: S608
+        found = tables[key]
         if isinstance(found, NotMeasurable):
             raise found
         return found
@@ -300,11 +327,18 @@ def goals_measure(*, day: dt.date, goals: Any = None, now: dt.datetime | None = 
     if goals is None:
         goals = Goal.objects.filter(starts_on__lte=day, deadline__gte=day)
     results = []
+    control = global_control_enabled()
     with day_scopes(day) as scope_of:
         for goal in goals.select_related("scope_segment").order_by("scope_segment", "pk"):
             try:
                 with transaction.atomic():
-                    snapshot = goal_measure(goal=goal, day=day, now=now, scope=scope_of(goal))
+                    snapshot = goal_measure(
+                        goal=goal,
+                        day=day,
+                        now=now,
+                        scope=scope_of(goal),
+                        control_scope=scope_of(goal, control=True) if control else None,
+                    )
                     goal_refresh_status(goal=goal, today=today)
             except NotMeasurable as error:
                 logger.warning("goal %s not measured for %s: %s", goal.pk, day, error)

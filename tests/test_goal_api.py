@@ -80,18 +80,27 @@ def test_a_goal_reads_with_its_kpi_progress_snapshots_and_tree(api_client_for, a
             "value": "5.5000",
             "numerator": "55.0000",
             "denominator": "1000.0000",
+            "control_value": None,
+            "control_numerator": None,
+            "control_denominator": None,
         },
         {
             "day": (goal.starts_on + dt.timedelta(days=2)).isoformat(),
             "value": None,
             "numerator": "0.0000",
             "denominator": "0.0000",
+            "control_value": None,
+            "control_numerator": None,
+            "control_denominator": None,
         },
         {
             "day": (goal.starts_on + dt.timedelta(days=3)).isoformat(),
             "value": "6.0000",
             "numerator": "60.0000",
             "denominator": "1000.0000",
+            "control_value": None,
+            "control_numerator": None,
+            "control_denominator": None,
         },
     ]
     assert body["uplifts"] == []

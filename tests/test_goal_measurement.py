@@ -12,14 +12,16 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from audiences.models import Contact, Event, Segment
 from audiences.services.consents import consent_record
-from goals.experiments import experiment_assign, experiment_create
+from goals.experiments import experiment_assign, experiment_create, global_control_condition, global_control_update
 from goals.metrics import CATALOGUE
 from goals.models import Goal, Metric, Period, Snapshot
 from goals.progress import progress
+from goals.selectors import goal_total_effect
 from goals.services import (
     baseline_window,
     day_window,
@@ -613,3 +615,43 @@ def test_a_database_error_on_one_goal_does_not_stop_the_others(monkeypatch, engl
     assert outcome["Gaat goed"] == ""
     assert outcome["Valt om"].startswith("The database failed: canceling statement due to statement timeout")
     assert list(Snapshot.objects.values_list("goal__name", flat=True)) == ["Gaat goed"]
+
+
+@pytest.fixture
+def as_english_marketeer(english_client, marketeer):
+    return english_client(marketeer)
+
+
+def test_with_the_global_control_group_on_each_snapshot_measures_its_members_beside_the_rest(as_english_marketeer):
+    contacts = ContactFactory.create_batch(400)
+    global_control_update(enabled=True, percent=Decimal(10), user=None)
+    members = set(Contact.objects.filter(global_control_condition()).values_list("pk", flat=True))
+    for contact in contacts[:200]:  # half of everyone buys, control members included
+        purchase(contact, at(DAY))
+    goal = new_goal(target=Decimal(70))
+
+    goals_measure(day=DAY, now=NOW)
+
+    snapshot = goal.snapshots.get()
+    bought_in_control = len(members & {contact.pk for contact in contacts[:200]})
+    assert (snapshot.numerator, snapshot.denominator) == (200, 400)
+    assert (snapshot.control_numerator, snapshot.control_denominator) == (bought_in_control, len(members))
+    assert 20 <= len(members) <= 60  # about 10% of 400
+    effect = goal_total_effect(goal=goal)
+    expected_rest = Decimal((200 - bought_in_control) * 100) / (400 - len(members))
+    assert effect.everyone_else == expected_rest.quantize(Decimal("0.0001"))
+    assert effect.comparison is not None and effect.comparison.treatment == pytest.approx(float(expected_rest) / 100)
+
+    html = as_english_marketeer.get(reverse("admin:goals_goal_change", args=[goal.pk])).content.decode()
+    assert "Total effect of all marketing" in html
+    assert f"({len(members)} contacts in scope, who get no marketing at all)" in html
+
+
+def test_with_the_global_control_group_off_a_snapshot_measures_no_control_part():
+    ContactFactory.create_batch(3)
+    goal = new_goal()
+
+    goals_measure(day=DAY, now=NOW)
+
+    assert goal.snapshots.get().control_denominator is None
+    assert goal_total_effect(goal=goal) is None
