@@ -14,7 +14,10 @@ building it unless it is there, then prints one JSON line per figure:
   the segment's contacts and the window's purchases) must give the same numbers.
 - `goals_measure_50`: `goals_measure` for one day over 50 goals (every metric, scoped to five
   segments and to everyone), snapshots written and statuses set, beside the sum of the single
-  snapshots' medians. Target: at most 60 s.
+  snapshots' medians. Target: at most 60 s. `goals_measure_50_with_global_control`: the same
+  with the global control group on (2%), each goal measuring its members as well.
+- `experiment_assign_and_measure`: the segment's contacts assigned to a campaign's treatment and
+  holdout (one INSERT ... SELECT), and one day's uplift measured over them (median).
 
 The goals and segments it makes are named "Benchmark ..." and removed at the end.
 Benchmarks are run by hand, not by the test suite.
@@ -112,15 +115,23 @@ def main() -> None:
     from django.db import connection
 
     from audiences.models import Segment
-    from audiences.selectors.segments import segment_count
+    from audiences.selectors.segments import segment_contacts, segment_count
+    from goals.experiments import (
+        experiment_assign,
+        experiment_create,
+        experiment_measure,
+        global_control,
+        global_control_update,
+    )
     from goals.metrics import CATALOGUE
-    from goals.models import Goal
+    from goals.models import Experiment, Goal
     from goals.services import day_window, goal_create, goals_measure, kpi_measure, start_of
 
     call_command("migrate", verbosity=0)
     build_data(args.contacts, args.seed, args.as_of)
     day = args.as_of - dt.timedelta(days=1)
     now = start_of(args.as_of)
+    Experiment.objects.filter(name="Bench").delete()
     Goal.objects.filter(name__startswith="Benchmark").delete()
     segment, _ = Segment.objects.update_or_create(
         name="Benchmark: loyal with e-mail consent", defaults={"kind": Segment.Kind.DYNAMIC, "rules": SCOPE_RULES}
@@ -179,7 +190,40 @@ def main() -> None:
         target_seconds=60,
         baseline_sum_of_single_snapshots_seconds=round(singles * len(results) / len(metrics), 1),
     )
+
+    # The same day with the global control group on (2%): each goal also measures its members.
+    previous = global_control()
+    was = (previous.enabled, previous.percent)
+    global_control_update(enabled=True, percent=Decimal(2), user=None)
+    try:
+        started = time.perf_counter()
+        results = goals_measure(day=day, goals=Goal.objects.filter(name__startswith="Benchmark goal"), now=now)
+        seconds = time.perf_counter() - started
+    finally:
+        global_control_update(enabled=was[0], percent=was[1], user=None)
+    check(not [result for result in results if result.problem], "a goal could not be measured")
+    emit(
+        figure="goals_measure_50_with_global_control", goals=len(results), seconds=round(seconds, 1), target_seconds=60
+    )
+
+    # A campaign's uplift: its segment-sized audience assigned (10% held out), then one day measured.
+    experiment = experiment_create(goal=Goal.objects.filter(name__startswith="Benchmark goal").first(), name="Bench")
+    audience = segment_contacts(segment=segment, now=now)
+    started = time.perf_counter()
+    assigned = experiment_assign(experiment=experiment, contacts=audience, now=now - dt.timedelta(days=30))
+    assign_seconds = time.perf_counter() - started
+    seconds, uplift = median_seconds(lambda: experiment_measure(experiment=experiment, day=day, now=now), args.runs)
+    emit(
+        figure="experiment_assign_and_measure",
+        contacts=assigned.treatment + assigned.holdout,
+        holdout=assigned.holdout,
+        assign_seconds=round(assign_seconds, 2),
+        measure_seconds=round(seconds, 2),
+        treatment_conversions=uplift.treatment_conversions,
+        holdout_conversions=uplift.holdout_conversions,
+    )
     log(f"load after: {load()}")
+    Experiment.objects.filter(name="Bench").delete()
     Goal.objects.filter(name__startswith="Benchmark").delete()
     Segment.objects.filter(name__startswith="Benchmark").delete()
 
