@@ -76,42 +76,45 @@ def _fetch(scope: Scope, sql: str, params: Sequence[Any]) -> tuple:
         return cursor.fetchone()
 
 
-def _purchases(scope: Scope, window: Window) -> tuple[int, int, int, Decimal]:
-    """The scope's contacts, how many of them bought in the window, their orders and revenue."""
+def _purchases(scope: Scope, window: Window) -> tuple[int, int, int, int, Decimal]:
+    """The scope's contacts, how many of them bought in the window, their orders, the orders with
+    a value, and the revenue."""
     row = _fetch(
         scope,
         """
         , bought AS (
-            SELECT e.contact_id, count(*) AS orders, coalesce(sum(e.value), 0) AS revenue
+            SELECT e.contact_id, count(*) AS orders, count(e.value) AS valued, coalesce(sum(e.value), 0) AS revenue
             FROM audiences_event e
             WHERE e.type = 'purchase' AND e.occurred_at >= %s AND e.occurred_at < %s
             GROUP BY e.contact_id
         )
-        SELECT (SELECT count(*) FROM scope), count(*), coalesce(sum(orders), 0), coalesce(sum(revenue), 0)
+        SELECT (SELECT count(*) FROM scope), count(*), coalesce(sum(orders), 0), coalesce(sum(valued), 0),
+               coalesce(sum(revenue), 0)
         FROM bought JOIN scope ON scope.id = bought.contact_id
         """,
         [window.start, window.end],
     )
-    return row[0], row[1], row[2], row[3]
+    return row[0], row[1], row[2], row[3], row[4]
 
 
 def conversion_rate(scope: Scope, window: Window, channel: str) -> Measured:
-    contacts, buyers, _orders, _revenue = _purchases(scope, window)
+    contacts, buyers, _orders, _valued, _revenue = _purchases(scope, window)
     return _ratio(buyers, contacts, HUNDRED)
 
 
 def revenue_per_contact(scope: Scope, window: Window, channel: str) -> Measured:
-    contacts, _buyers, _orders, revenue = _purchases(scope, window)
+    contacts, _buyers, _orders, _valued, revenue = _purchases(scope, window)
     return _ratio(revenue, contacts)
 
 
 def average_order_value(scope: Scope, window: Window, channel: str) -> Measured:
-    _contacts, _buyers, orders, revenue = _purchases(scope, window)
-    return _ratio(revenue, orders)
+    # A purchase without a value (an import that left it out) is not an order worth nothing.
+    _contacts, _buyers, _orders, valued, revenue = _purchases(scope, window)
+    return _ratio(revenue, valued)
 
 
 def purchase_frequency(scope: Scope, window: Window, channel: str) -> Measured:
-    _contacts, buyers, orders, _revenue = _purchases(scope, window)
+    _contacts, buyers, orders, _valued, _revenue = _purchases(scope, window)
     return _ratio(orders, buyers)
 
 
@@ -266,7 +269,7 @@ CATALOGUE: dict[str, MetricDefinition] = {
             Metric.AVERAGE_ORDER_VALUE,
             "money",
             True,
-            _("The revenue of the period's purchases divided by their number."),
+            _("The revenue of the period's purchases divided by their number (purchases without a value left out)."),
             average_order_value,
         ),
         MetricDefinition(

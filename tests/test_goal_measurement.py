@@ -91,6 +91,9 @@ def test_purchase_metrics_count_the_window_and_the_scope_exactly():
     assert measure(Metric.REVENUE_PER_CONTACT).value == Decimal("20.0000")  # 60 / 3
     assert measure(Metric.AVERAGE_ORDER_VALUE).value == Decimal("20.0000")  # 60 / 3 orders
     assert measure(Metric.PURCHASE_FREQUENCY).value == Decimal("1.5000")  # 3 orders / 2 buyers
+    EventFactory(contact=buyer, type=Event.Type.PURCHASE, occurred_at=at(DAY), value=None)
+    assert measure(Metric.AVERAGE_ORDER_VALUE).value == Decimal("20.0000")  # still 60 / 3 orders with a value
+    assert measure(Metric.PURCHASE_FREQUENCY).value == Decimal(2)  # 4 orders / 2 buyers
 
 
 def test_a_segment_scope_counts_only_its_contacts():
