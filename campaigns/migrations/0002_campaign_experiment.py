@@ -5,16 +5,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0001_initial'),
-        ('goals', '0002_smart_goals_and_measurement'),
+        ("campaigns", "0001_initial"),
+        ("goals", "0002_smart_goals_and_measurement"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='campaign',
-            name='experiment',
-            field=models.OneToOneField(blank=True, help_text='Its holdout and measured uplift against the goal.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='campaign', to='goals.experiment', verbose_name='measurement'),
+            model_name="campaign",
+            name="experiment",
+            field=models.OneToOneField(
+                blank=True,
+                help_text="Its holdout and measured uplift against the goal.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="campaign",
+                to="goals.experiment",
+                verbose_name="measurement",
+            ),
         ),
     ]

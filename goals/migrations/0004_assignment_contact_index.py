@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audiences', '0011_bulk_children_without_row_triggers'),
-        ('goals', '0003_measure_goals_schedule'),
+        ("audiences", "0011_bulk_children_without_row_triggers"),
+        ("goals", "0003_measure_goals_schedule"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['contact'], name='assignment_contact_idx'),
+            model_name="assignment",
+            index=models.Index(fields=["contact"], name="assignment_contact_idx"),
         ),
     ]

@@ -4,25 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('goals', '0004_assignment_contact_index'),
+        ("goals", "0004_assignment_contact_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='snapshot',
-            name='control_denominator',
+            model_name="snapshot",
+            name="control_denominator",
             field=models.DecimalField(blank=True, decimal_places=4, max_digits=20, null=True),
         ),
         migrations.AddField(
-            model_name='snapshot',
-            name='control_numerator',
+            model_name="snapshot",
+            name="control_numerator",
             field=models.DecimalField(blank=True, decimal_places=4, max_digits=20, null=True),
         ),
         migrations.AddField(
-            model_name='snapshot',
-            name='control_value',
-            field=models.DecimalField(blank=True, decimal_places=4, max_digits=16, null=True, verbose_name="global control group's value"),
+            model_name="snapshot",
+            name="control_value",
+            field=models.DecimalField(
+                blank=True, decimal_places=4, max_digits=16, null=True, verbose_name="global control group's value"
+            ),
         ),
     ]
