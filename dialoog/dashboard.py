@@ -18,7 +18,7 @@ GOALS_SHOWN = 50
 @dataclass(frozen=True)
 class GoalRow:
     goal: Goal
-    days_left: int
+    days_left: int | None  # never None here: running goals are before their deadline
     campaign_count: int
 
     @property
@@ -59,7 +59,7 @@ def dashboard_for(user) -> Dashboard:
     if user.has_perm("goals.view_goal"):
         running = list(running_goals(today=today)[: GOALS_SHOWN + 1])
         more = len(running) > GOALS_SHOWN
-        goals = [GoalRow(goal, (goal.deadline - today).days, goal.campaign_count) for goal in running[:GOALS_SHOWN]]
+        goals = [GoalRow(goal, goal.days_left(today), goal.campaign_count) for goal in running[:GOALS_SHOWN]]
     by_status = []
     if user.has_perm("campaigns.view_campaign"):
         counts = dict(Campaign.objects.values_list("status").annotate(n=Count("id")).order_by())

@@ -53,7 +53,7 @@ from audiences.services.consents import consent_current_rebuild
 from campaigns.models import Campaign
 from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
 from goals.models import Domain, Goal, Metric
-from goals.services import goal_create, goal_update, goals_measure, start_of
+from goals.services import baseline_window, goal_create, goals_measure, kpi_measure, start_of
 
 DEMO_NAMESPACE = uuid.UUID("5b0c2a4e-6f7d-4c1e-9a57-0d1a10c0de01")
 DEMO_PASSWORD = "dialoog-demo"  # noqa: S105 - printed by `make run`; demo accounts only
@@ -641,34 +641,41 @@ def _demo_goals_and_campaigns(as_of: dt.date, *, history_days: int = 14) -> None
     now = start_of(as_of)
     year_end = dt.date(as_of.year, 12, 31)
     starts_on = as_of - dt.timedelta(days=history_days)
-    churn = goal_create(
-        owner=owner,
-        now=now,
-        name="Minder churn bij vaste klanten",
-        description="Klanten die in de 90 dagen ervoor kochten, blijven kopen: churn -15%.",
-        domain=Domain.CHURN_PREVENTION,
-        metric=Metric.CHURN_RATE,
-        period_days=90,
-        starts_on=starts_on,
-        deadline=max(as_of + dt.timedelta(days=365), year_end),
-        target=Decimal(0),  # set from the baseline below
-    )
-    garden = goal_create(
-        owner=owner,
-        now=now,
-        name="Meer conversie in het voorjaar",
-        description="Conversie over 30 dagen +20%.",
-        domain=Domain.CONVERSIONS,
-        metric=Metric.CONVERSION_RATE,
-        period_days=30,
-        starts_on=starts_on,
-        deadline=max(as_of + dt.timedelta(days=120), year_end),
-        target=Decimal(100),
-    )
-    for goal, factor in ((churn, Decimal("0.85")), (garden, Decimal("1.2"))):
-        if goal.baseline:
-            goal_update(goal=goal, now=now, target=(goal.baseline * factor).quantize(Decimal("0.01")))
-    goals = Goal.objects.filter(pk__in=[churn.pk, garden.pk])
+    specs = [
+        # (fields, the target as a share of the baseline, the target when there is no baseline)
+        (
+            {
+                "name": "Minder churn bij vaste klanten",
+                "description": "Klanten die in de 90 dagen ervoor kochten, blijven kopen: churn -15%.",
+                "domain": Domain.CHURN_PREVENTION,
+                "metric": Metric.CHURN_RATE,
+                "period_days": 90,
+                "deadline": max(as_of + dt.timedelta(days=365), year_end),
+            },
+            Decimal("0.85"),
+            Decimal(50),
+        ),
+        (
+            {
+                "name": "Meer conversie in het voorjaar",
+                "description": "Conversie over 30 dagen +20%.",
+                "domain": Domain.CONVERSIONS,
+                "metric": Metric.CONVERSION_RATE,
+                "period_days": 30,
+                "deadline": max(as_of + dt.timedelta(days=120), year_end),
+            },
+            Decimal("1.2"),
+            Decimal(5),
+        ),
+    ]
+    created = []
+    for fields, factor, fallback in specs:
+        goal = Goal(starts_on=starts_on, **fields)
+        baseline = kpi_measure(goal, baseline_window(goal, today=as_of)).value
+        target = (baseline * factor).quantize(Decimal("0.01")) if baseline else fallback
+        created.append(goal_create(owner=owner, now=now, starts_on=starts_on, target=target, **fields))
+    churn = created[0]
+    goals = Goal.objects.filter(pk__in=[goal.pk for goal in created])
     for back in range(history_days, 0, -1):
         goals_measure(day=as_of - dt.timedelta(days=back), goals=goals, now=now)
     Campaign.objects.get_or_create(

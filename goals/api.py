@@ -205,8 +205,7 @@ class GoalSerializer(serializers.ModelSerializer):
         return required_change(goal)
 
     def get_days_left(self, goal: Goal) -> int | None:
-        left = (goal.deadline - timezone.localdate()).days
-        return left if left >= 0 else None
+        return goal.days_left(timezone.localdate())
 
     @extend_schema_field(UpliftSerializer(many=True))
     def get_uplifts(self, goal: Goal) -> list[dict[str, Any]]:

@@ -46,13 +46,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audiences.models import Channel, Contact, Event
+from goals.metrics import FOUR_PLACES
 from goals.models import Assignment, ChannelCost, Experiment, GlobalControlGroup, Goal, Uplift
 from goals.services import NotMeasurable, goal_scope, start_of
 
 BUCKETS = 10_000  # a bucket is a hundredth of a percent: a share in % with two decimals is a whole number of them
 HOLDOUT_MAX = Decimal(50)
 GLOBAL_CONTROL_MIN, GLOBAL_CONTROL_MAX = Decimal("0.1"), Decimal(10)
-CENTS, FOUR_PLACES = Decimal("0.01"), Decimal("0.0001")
+CENTS = Decimal("0.01")
 
 # What a send in each channel adds to, for the experiment's cost.
 SENT_FIELDS = {Channel.EMAIL: "emails_sent", Channel.SMS: "sms_sent", Channel.PHONE: "calls_made"}

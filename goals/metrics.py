@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 from goals.models import Metric
 
 HUNDRED = Decimal(100)
-FOUR_PLACES = Decimal("0.0001")
+FOUR_PLACES = Decimal("0.0001")  # as the KPI values are stored (decimal_places=4)
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,32 @@ class Scope:
     params: Sequence[Any]
 
 
+# What a metric counts: its numerator and denominator (contacts, orders, euros, responses).
+Counts = tuple[Any, Any]
+
+
 @dataclass(frozen=True)
 class MetricDefinition:
     key: Metric
     unit: str  # percent, money, number, score or nps: how the value is read and shown
     higher_is_better: bool
     definition: Promise
-    measure: Callable[[Scope, Window, str], Measured]
+    counts: Callable[[Scope, Window, str], Counts]
 
+    @property
+    def scale(self) -> Decimal:
+        """Percentages and NPS are shares times 100; amounts, numbers and scores are plain ratios."""
+        return HUNDRED if self.unit in ("percent", "nps") else Decimal(1)
 
-def _ratio(numerator: Any, denominator: Any, scale: Decimal = Decimal(1)) -> Measured:
-    numerator, denominator = Decimal(numerator or 0), Decimal(denominator or 0)
-    value = None if denominator == 0 else (numerator * scale / denominator).quantize(FOUR_PLACES)
-    return Measured(value=value, numerator=numerator, denominator=denominator)
+    def ratio(self, numerator: Any, denominator: Any) -> Measured:
+        """The value of a numerator and denominator in this metric's unit: None when there is
+        nothing to divide by."""
+        numerator, denominator = Decimal(numerator or 0), Decimal(denominator or 0)
+        value = None if denominator == 0 else (numerator * self.scale / denominator).quantize(FOUR_PLACES)
+        return Measured(value=value, numerator=numerator, denominator=denominator)
+
+    def measure(self, scope: Scope, window: Window, channel: str) -> Measured:
+        return self.ratio(*self.counts(scope, window, channel))
 
 
 def _fetch(scope: Scope, sql: str, params: Sequence[Any]) -> tuple:
@@ -97,28 +110,28 @@ def _purchases(scope: Scope, window: Window) -> tuple[int, int, int, int, Decima
     return row[0], row[1], row[2], row[3], row[4]
 
 
-def conversion_rate(scope: Scope, window: Window, channel: str) -> Measured:
+def conversion_rate(scope: Scope, window: Window, channel: str) -> Counts:
     contacts, buyers, _orders, _valued, _revenue = _purchases(scope, window)
-    return _ratio(buyers, contacts, HUNDRED)
+    return buyers, contacts
 
 
-def revenue_per_contact(scope: Scope, window: Window, channel: str) -> Measured:
+def revenue_per_contact(scope: Scope, window: Window, channel: str) -> Counts:
     contacts, _buyers, _orders, _valued, revenue = _purchases(scope, window)
-    return _ratio(revenue, contacts)
+    return revenue, contacts
 
 
-def average_order_value(scope: Scope, window: Window, channel: str) -> Measured:
+def average_order_value(scope: Scope, window: Window, channel: str) -> Counts:
     # A purchase without a value (an import that left it out) is not an order worth nothing.
     _contacts, _buyers, _orders, valued, revenue = _purchases(scope, window)
-    return _ratio(revenue, valued)
+    return revenue, valued
 
 
-def purchase_frequency(scope: Scope, window: Window, channel: str) -> Measured:
+def purchase_frequency(scope: Scope, window: Window, channel: str) -> Counts:
     _contacts, buyers, orders, _valued, _revenue = _purchases(scope, window)
-    return _ratio(orders, buyers)
+    return orders, buyers
 
 
-def churn_rate(scope: Scope, window: Window, channel: str) -> Measured:
+def churn_rate(scope: Scope, window: Window, channel: str) -> Counts:
     """Of the scope's contacts who bought in the window before this one (as long), the share
     who did not buy in this one: "no purchase within N days"."""
     before = window.start - (window.end - window.start)
@@ -140,10 +153,10 @@ def churn_rate(scope: Scope, window: Window, channel: str) -> Measured:
         """,
         [before, window.start, window.start, window.end],
     )
-    return _ratio(row[0], row[1], HUNDRED)
+    return row[0], row[1]
 
 
-def opt_in_rate(scope: Scope, window: Window, channel: str) -> Measured:
+def opt_in_rate(scope: Scope, window: Window, channel: str) -> Counts:
     """The share of the scope's contacts whose consent for the channel was granted at the window's end.
 
     The current consent (one row per contact and channel) answers for every contact whose
@@ -169,7 +182,7 @@ def opt_in_rate(scope: Scope, window: Window, channel: str) -> Measured:
         """,
         [window.end, channel, window.end, channel],
     )
-    return _ratio(row[0], row[1], HUNDRED)
+    return row[0], row[1]
 
 
 def _email_engagement(scope: Scope, window: Window) -> tuple[int, int, int]:
@@ -190,17 +203,17 @@ def _email_engagement(scope: Scope, window: Window) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
-def email_open_rate(scope: Scope, window: Window, channel: str) -> Measured:
+def email_open_rate(scope: Scope, window: Window, channel: str) -> Counts:
     contacts, opened, _clicked = _email_engagement(scope, window)
-    return _ratio(opened, contacts, HUNDRED)
+    return opened, contacts
 
 
-def email_click_rate(scope: Scope, window: Window, channel: str) -> Measured:
+def email_click_rate(scope: Scope, window: Window, channel: str) -> Counts:
     _contacts, opened, clicked = _email_engagement(scope, window)
-    return _ratio(clicked, opened, HUNDRED)
+    return clicked, opened
 
 
-def offer_acceptance_rate(scope: Scope, window: Window, channel: str) -> Measured:
+def offer_acceptance_rate(scope: Scope, window: Window, channel: str) -> Counts:
     row = _fetch(
         scope,
         """
@@ -212,7 +225,7 @@ def offer_acceptance_rate(scope: Scope, window: Window, channel: str) -> Measure
         """,
         [window.start, window.end],
     )
-    return _ratio(row[0], row[1], HUNDRED)
+    return row[0], row[1]
 
 
 # A score property that is a plain number; anything else (text, a typo) is not counted.
@@ -236,16 +249,16 @@ def _scores(scope: Scope, window: Window, event_type: str, aggregates: str) -> t
     )
 
 
-def nps(scope: Scope, window: Window, channel: str) -> Measured:
+def nps(scope: Scope, window: Window, channel: str) -> Counts:
     """Promoters (9 and 10) minus detractors (0 to 6), as a share of the responses: -100 to 100."""
     promoters_minus_detractors = "count(*) FILTER (WHERE score >= 9) - count(*) FILTER (WHERE score <= 6)"
     row = _scores(scope, window, "nps_response", f"{promoters_minus_detractors}, count(*)")
-    return _ratio(row[0], row[1], HUNDRED)
+    return row[0], row[1]
 
 
-def satisfaction(scope: Scope, window: Window, channel: str) -> Measured:
+def satisfaction(scope: Scope, window: Window, channel: str) -> Counts:
     row = _scores(scope, window, "satisfaction_response", "coalesce(sum(score), 0), count(*)")
-    return _ratio(row[0], row[1])
+    return row[0], row[1]
 
 
 CATALOGUE: dict[str, MetricDefinition] = {

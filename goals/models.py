@@ -1,3 +1,4 @@
+import datetime as dt
 import uuid
 
 from django.conf import settings
@@ -170,6 +171,11 @@ class Goal(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def days_left(self, today: dt.date) -> int | None:
+        """Days until the deadline, counting today; None once it has passed."""
+        left = (self.deadline - today).days
+        return left if left >= 0 else None
 
     def clean(self) -> None:
         if self.starts_on and self.deadline and self.deadline <= self.starts_on:

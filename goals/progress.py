@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from goals.metrics import FOUR_PLACES
 from goals.models import Goal
 
 TREND_DAYS = 28
-FOUR_PLACES = Decimal("0.0001")
 
 
 @dataclass(frozen=True, order=True)

@@ -15,12 +15,11 @@ from decimal import Decimal
 
 from django.utils.translation import gettext as _
 
-from goals.metrics import CATALOGUE
+from goals.metrics import CATALOGUE, FOUR_PLACES, HUNDRED
 from goals.models import Experiment, Goal, Metric, Snapshot, Uplift
 from goals.statistics import Comparison, Rate, Sample, compare_means, compare_rates, too_small_reason
 
-CENTS, FOUR_PLACES = Decimal("0.01"), Decimal("0.0001")
-HUNDRED = Decimal(100)
+CENTS = Decimal("0.01")
 
 # The metrics a campaign's incremental conversions or revenue translate into, per scope contact.
 SHARE_METRICS = (Metric.CONVERSION_RATE, Metric.REVENUE_PER_CONTACT)
@@ -210,12 +209,9 @@ def goal_total_effect(*, goal: Goal) -> TotalEffect | None:
     snapshot = goal.snapshots.exclude(control_denominator=None).order_by("-day").first()
     if snapshot is None or snapshot.control_numerator is None or snapshot.control_denominator is None:
         return None
-    scale = Decimal(100) if CATALOGUE[goal.metric].unit in ("percent", "nps") else Decimal(1)
     rest_numerator = snapshot.numerator - snapshot.control_numerator
     rest_denominator = snapshot.denominator - snapshot.control_denominator
-    everyone_else = (
-        None if rest_denominator == 0 else (rest_numerator * scale / rest_denominator).quantize(Decimal("0.0001"))
-    )
+    everyone_else = CATALOGUE[goal.metric].ratio(rest_numerator, rest_denominator).value
     control = snapshot.control_value
     difference = None if control is None or everyone_else is None else everyone_else - control
     comparison = None

@@ -198,22 +198,26 @@ def goal_measure(
     day: dt.date,
     now: dt.datetime | None = None,
     scope: Scope | None = None,
+    control: bool | None = None,
     control_scope: Scope | None = None,
 ) -> Snapshot:
     """The goal's snapshot of the day: written, or written again (one per goal per day). With the
-    global control group on (or `control_scope` given), its members' KPI is measured beside it."""
+    global control group on (`control`, read from its settings when not given), its members' KPI
+    is measured beside it, in `control_scope` when given."""
     window = day_window(goal, day)
     measured = kpi_measure(goal, window, scope=scope)
-    if control_scope is None and global_control_enabled():
-        control_scope = goal_scope(goal, now=window.end, control=True)
-    control = kpi_measure(goal, window, scope=control_scope) if control_scope is not None else None
+    if control is None:
+        control = global_control_enabled()
+    in_control = None
+    if control:
+        in_control = kpi_measure(goal, window, scope=control_scope or goal_scope(goal, now=window.end, control=True))
     fields = {
         "value": measured.value,
         "numerator": measured.numerator,
         "denominator": measured.denominator,
-        "control_value": control.value if control else None,
-        "control_numerator": control.numerator if control else None,
-        "control_denominator": control.denominator if control else None,
+        "control_value": in_control.value if in_control else None,
+        "control_numerator": in_control.numerator if in_control else None,
+        "control_denominator": in_control.denominator if in_control else None,
         "measured_at": now or timezone.now(),
     }
     Snapshot.objects.bulk_create(
@@ -301,7 +305,9 @@ def day_scopes(day: dt.date) -> Iterator[Callable[..., Scope]]:
             else:
                 table = f"goal_scope_{uuid.uuid4().hex}"
                 names.append(table)
-                with segment_query_memory(), connection.cursor() as cursor:
+                # In a savepoint of its own, outside any goal's: a goal's rollback must not take
+                # the table the next goals share with it.
+                with transaction.atomic(), segment_query_memory(), connection.cursor() as cursor:
                     cursor.execute(f"CREATE TEMPORARY TABLE {table} (id) AS {scope.sql}", scope.params)
                     cursor.execute(f"ANALYZE {table}")  # so the planner knows its size
                 tables[key] = Scope(sql=f"SELECT id FROM {table}", params=())  # noqa: S608
@@ -331,13 +337,11 @@ def goals_measure(*, day: dt.date, goals: Any = None, now: dt.datetime | None = 
     with day_scopes(day) as scope_of:
         for goal in goals.select_related("scope_segment").order_by("scope_segment", "pk"):
             try:
+                scope = scope_of(goal)
+                control_scope = scope_of(goal, control=True) if control else None
                 with transaction.atomic():
                     snapshot = goal_measure(
-                        goal=goal,
-                        day=day,
-                        now=now,
-                        scope=scope_of(goal),
-                        control_scope=scope_of(goal, control=True) if control else None,
+                        goal=goal, day=day, now=now, scope=scope, control=control, control_scope=control_scope
                     )
                     goal_refresh_status(goal=goal, today=today)
             except NotMeasurable as error:

@@ -603,14 +603,15 @@ def test_rules_of_the_database_are_refused_on_their_field_first(change, field, m
 
 def test_a_database_error_on_one_goal_does_not_stop_the_others(monkeypatch, english):
     ContactFactory()
-    new_goal(name="Gaat goed")
+    # The failing goal first: the scope it shares with the next must survive its rollback.
     new_goal(name="Valt om", metric=Metric.NPS, target=Decimal(20))
+    new_goal(name="Gaat goed")
 
     def times_out(scope, window, channel):
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)")
 
-    monkeypatch.setitem(CATALOGUE, Metric.NPS, dataclasses.replace(CATALOGUE[Metric.NPS], measure=times_out))
+    monkeypatch.setitem(CATALOGUE, Metric.NPS, dataclasses.replace(CATALOGUE[Metric.NPS], counts=times_out))
 
     results = goals_measure(day=DAY, now=NOW)
 

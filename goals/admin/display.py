@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.template.loader import render_to_string
 from django.utils.formats import number_format
@@ -16,8 +17,10 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from goals.metrics import CATALOGUE
 from goals.models import Goal
-from goals.selectors import UpliftResult
+from goals.selectors import UpliftResult, goal_total_effect
+from goals.services import format_value
 from goals.statistics import Comparison
 
 NONE = "\u2013"  # an en dash: no figure
@@ -28,14 +31,8 @@ def status_badge(goal: Goal) -> SafeString:
     return format_html('<span class="goal-status goal-status-{}">{}</span>', goal.status, goal.get_status_display())
 
 
-def days_left(goal: Goal, today: dt.date) -> int | None:
-    """Days until the deadline, counting today; None once it has passed."""
-    left = (goal.deadline - today).days
-    return left if left >= 0 else None
-
-
 def days_left_text(goal: Goal, today: dt.date) -> str:
-    left = days_left(goal, today)
+    left = goal.days_left(today)
     if left is None:
         return _("ended")
     if goal.starts_on > today:
@@ -171,3 +168,29 @@ def uplifts_html(results: list[UpliftResult], *, show_goal: bool = False) -> str
     return render_to_string(
         "admin/goals/includes/uplifts.html", {"uplifts": [uplift_text(r) for r in results], "show_goal": show_goal}
     )
+
+
+# --- the total effect (global control group) ---------------------------------------------------
+
+
+def total_effect_text(goal: Goal) -> dict[str, Any] | None:
+    """The goal's total effect as the goal page shows it; None when the global control group has
+    not been measured for it."""
+    effect = goal_total_effect(goal=goal)
+    if effect is None:
+        return None
+    difference = ""
+    if effect.difference is not None:
+        percent = CATALOGUE[goal.metric].unit == "percent"
+        difference = _points(float(effect.difference) / 100) if percent else f"{effect.difference:+.2f}"
+    compared = conversion_text(effect.comparison) if effect.comparison and not effect.problem else None
+    return {
+        "day": effect.day,
+        "control": format_value(effect.control, goal.metric),
+        "everyone_else": format_value(effect.everyone_else, goal.metric),
+        "difference": difference,
+        "control_size": effect.control_size,
+        "problem": effect.problem,
+        "interval": compared.interval if compared else "",
+        "p_value": compared.p_value if compared else "",
+    }

@@ -21,11 +21,11 @@ from django.utils.translation import gettext_lazy as _
 
 from dialoog.admin_site import WellFormedInitialMixin
 from goals.admin.common import ServiceForm, ServiceFormAdmin
-from goals.admin.display import days_left, days_left_text, status_badge, uplifts_html
+from goals.admin.display import days_left_text, status_badge, total_effect_text, uplifts_html
 from goals.charts import goal_chart_svg
 from goals.metrics import CATALOGUE
 from goals.models import Goal, Snapshot
-from goals.selectors import goal_total_effect, goal_uplifts
+from goals.selectors import goal_uplifts
 from goals.services import format_value, goal_create, goal_progress, goal_update, required_change
 
 SNAPSHOTS_SHOWN = 60
@@ -138,7 +138,7 @@ class GoalAdmin(WellFormedInitialMixin, ServiceFormAdmin):
 
     @admin.display(description=_("days left"), ordering="deadline")
     def days_left(self, obj: Goal) -> str:
-        left = days_left(obj, timezone.localdate())
+        left = obj.days_left(timezone.localdate())
         return gettext("ended") if left is None else str(left)
 
     # --- the page ---------------------------------------------------------------------------
@@ -214,29 +214,5 @@ class GoalAdmin(WellFormedInitialMixin, ServiceFormAdmin):
             "snapshot_count": len(snapshots),
             "snapshots_capped": len(snapshots) > SNAPSHOTS_SHOWN,
             "uplifts": uplifts_html(goal_uplifts(goals=[goal]).get(goal.pk, [])),
-            "total_effect": self.total_effect(goal),
-        }
-
-    def total_effect(self, goal: Goal) -> dict[str, Any] | None:
-        effect = goal_total_effect(goal=goal)
-        if effect is None:
-            return None
-        comparison = effect.comparison
-        difference = ""
-        if effect.difference is not None:
-            unit = CATALOGUE[goal.metric].unit
-            difference = f"{effect.difference:+.1f} pp" if unit == "percent" else f"{effect.difference:+.2f}"
-        return {
-            "day": effect.day,
-            "control": format_value(effect.control, goal.metric),
-            "everyone_else": format_value(effect.everyone_else, goal.metric),
-            "difference": difference,
-            "control_size": effect.control_size,
-            "problem": effect.problem,
-            "interval": (
-                f"{comparison.low * 100:+.2f} … {comparison.high * 100:+.2f} pp"
-                if comparison and not comparison.too_small
-                else ""
-            ),
-            "p_value": f"{comparison.p_value:.3f}" if comparison and not comparison.too_small else "",
+            "total_effect": total_effect_text(goal),
         }
