@@ -3,7 +3,7 @@ from typing import Any
 
 from django.db.models import BooleanField, ExpressionWrapper
 
-from audiences.models import Contact, Identity, Score, Segment
+from audiences.models import Consent, ConsentChange, Contact, Identity, Score, Segment
 from audiences.segments import RuleError
 from audiences.selectors.segments import segment_condition
 from dialoog.counting import table_count_estimate
@@ -73,3 +73,25 @@ def contact_primary_identities(*, contact_ids: Iterable[int]) -> dict[int, str]:
         if contact_id not in best or rank.get(kind, 99) < best[contact_id][0]:
             best[contact_id] = (rank.get(kind, 99), value)
     return {contact_id: value for contact_id, (_rank, value) in best.items()}
+
+
+def contact_addresses(*, contact_ids: Iterable[int], kind: str) -> dict[int, str]:
+    """Each contact's address of one kind (an email address, a phone number), by contact id, in one
+    query: the first one recorded when a contact has several. Contacts without one are left out."""
+    found: dict[int, str] = {}
+    for contact_id, value in (
+        Identity.objects.filter(contact_id__in=list(contact_ids), kind=kind)
+        .order_by("pk")
+        .values_list("contact_id", "value")
+    ):
+        found.setdefault(contact_id, value)
+    return found
+
+
+def contact_consents(*, contact_ids: Iterable[int], channel: str) -> set[int]:
+    """The contacts, of these, whose current consent for `channel` is granted: one indexed query."""
+    return set(
+        Consent.objects.filter(
+            contact_id__in=list(contact_ids), channel=channel, status=ConsentChange.Status.GRANTED
+        ).values_list("contact_id", flat=True)
+    )

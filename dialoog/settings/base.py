@@ -167,6 +167,33 @@ SMS_PART_WARNING = env.int("SMS_PART_WARNING", default=3)
 # The address customers reach Dialoog's public pages on: the links in messages start with it.
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# --- Campaigns: channels and the send pipeline -----------------------------------------------
+
+# Like EMAIL_BACKEND, per channel: the backend class and its options. A channel left out (or
+# without BACKEND) cannot be used by a campaign; activation says so.
+CAMPAIGN_CHANNELS = {
+    "email": {"BACKEND": env.str("CAMPAIGN_EMAIL_BACKEND", default="campaigns.channels.email.EmailChannel")},
+    "sms": {"BACKEND": env.str("CAMPAIGN_SMS_BACKEND", default="campaigns.channels.sms.SmsChannel")},
+    "callcenter": {"BACKEND": "campaigns.channels.callcenter.CallListChannel"},
+    "direct_mail": {
+        "BACKEND": "campaigns.channels.direct_mail.PrintFileChannel",
+        "OPTIONS": {"path": env.str("DIRECT_MAIL_PATH", default=str(VAR_DIR / "direct-mail"))},
+    },
+}
+# Deliveries per batch (one worker's task) and per chunk within it (marked, handed over, recorded).
+CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=500)
+CAMPAIGN_CHUNK_SIZE = env.int("CAMPAIGN_CHUNK_SIZE", default=100)
+# A worker holds a batch this long without renewing its lease before another may take it over.
+CAMPAIGN_BATCH_LEASE_SECONDS = env.int("CAMPAIGN_BATCH_LEASE_SECONDS", default=120)
+# Transient failures are tried again after 1, 2, 4, 8 minutes, then recorded as failed.
+CAMPAIGN_RETRY_BASE_SECONDS = env.int("CAMPAIGN_RETRY_BASE_SECONDS", default=60)
+CAMPAIGN_MAX_ATTEMPTS = env.int("CAMPAIGN_MAX_ATTEMPTS", default=5)
+# Messages per minute per channel, over all campaigns and workers (a channel left out: no limit).
+# Triggered campaigns react to events that happened at most this long ago (and after activation):
+# an import of last year's purchases starts no onboarding emails.
+CAMPAIGN_TRIGGER_LOOKBACK_SECONDS = env.int("CAMPAIGN_TRIGGER_LOOKBACK_SECONDS", default=86400)
+CAMPAIGN_CHANNEL_THROTTLES = env.dict("CAMPAIGN_CHANNEL_THROTTLES", cast={"value": int}, default={})
+
 # --- Celery -------------------------------------------------------------------------------
 
 

@@ -19,3 +19,8 @@ STATIC_ROOT.mkdir(exist_ok=True)
 # Tests that start a real worker use a broker folder of their own, apart from `make run`'s.
 if CELERY_BROKER_URL.startswith("filesystem://") and not env.str("CELERY_BROKER_DIR", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_RESULT_BACKEND = filesystem_broker(VAR_DIR / "test-broker")
+# Campaign channels in memory (campaigns.channels.locmem.outbox), unless a test configures another.
+CAMPAIGN_CHANNELS = {
+    channel: {"BACKEND": "campaigns.channels.locmem.LocmemChannel"}
+    for channel in ("email", "sms", "callcenter", "direct_mail", "webhook")
+}
