@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
@@ -36,6 +37,17 @@ def cron(*, minute: str, hour: str, day_of_week: str, day_of_month: str, month_o
     """Celery's parser of the five fields (raises ValueError for a field it cannot read)."""
     return crontab(
         minute=minute, hour=hour, day_of_week=day_of_week, day_of_month=day_of_month, month_of_year=month_of_year
+    )
+
+
+def from_crontab(schedule: Any) -> crontab:
+    """The crontab of a django-celery-beat CrontabSchedule (or anything with its five fields)."""
+    return cron(
+        minute=schedule.minute,
+        hour=schedule.hour,
+        day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month,
+        month_of_year=schedule.month_of_year,
     )
 
 

@@ -36,7 +36,7 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 # The template channel each delivery channel renders; direct mail and webhooks carry data, no template.
-TEMPLATE_CHANNEL = {
+TEMPLATE_CHANNEL: dict[str, str] = {
     DeliveryChannel.EMAIL: Template.Channel.EMAIL,
     DeliveryChannel.SMS: Template.Channel.SMS,
     DeliveryChannel.CALLCENTER: Template.Channel.SCRIPT,
@@ -262,6 +262,7 @@ def campaign_activate(*, campaign: Campaign, user: Any = None, now: dt.datetime 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.experiment is None:
+            assert campaign.goal is not None  # noqa: S101 - checked by campaign_activation_problems
             experiment = experiment_create(
                 goal=campaign.goal, name=campaign.name, holdout_percent=campaign.holdout_percent or Decimal(10)
             )

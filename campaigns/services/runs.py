@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from django.utils import timezone
 from audiences.models import Contact, Event
 from audiences.selectors.segments import segment_query_memory
 from campaigns.models import Campaign, CampaignRun, CampaignVariant, Delivery, DeliveryBatch, TriggerEntry
-from campaigns.schedules import cron, latest_occurrence
+from campaigns.schedules import from_crontab, latest_occurrence
 from campaigns.selectors import campaign_audience
 from campaigns.services.lifecycle import campaign_transition
 from campaigns.services.policies import throttles_forget
@@ -58,17 +59,12 @@ def recurring_runs_create(*, now: dt.datetime) -> int:
         if campaign.ends_at is not None and campaign.ends_at <= now:
             continue
         schedule = campaign.schedule
+        assert schedule is not None  # noqa: S101 - filtered on above
         zone = ZoneInfo(str(schedule.timezone))
         last = campaign.runs.order_by("-scheduled_for").values_list("scheduled_for", flat=True).first()
         after = max(filter(None, [last, campaign.activated_at])) if (last or campaign.activated_at) else now
         occurrence = latest_occurrence(
-            cron(
-                minute=schedule.minute,
-                hour=schedule.hour,
-                day_of_week=schedule.day_of_week,
-                day_of_month=schedule.day_of_month,
-                month_of_year=schedule.month_of_year,
-            ),
+            from_crontab(schedule),
             zone,
             after=after,
             until=now,
@@ -115,19 +111,17 @@ def trigger_entries_create(*, now: dt.datetime) -> int:
             WHERE e.type = %s AND e.occurred_at >= %s AND e.occurred_at <= %s{filters_sql}{first_only}
             ON CONFLICT (campaign_id, dedupe_key) DO NOTHING
         """  # noqa: S608 - fixed SQL fragments and a table name; every value is a parameter
+        params: list[Any] = [
+            campaign.pk,
+            campaign.trigger_delay or dt.timedelta(0),
+            TriggerEntry.Status.WAITING,
+            campaign.trigger_event_type,
+            since,
+            now,
+            *filters_params,
+        ]
         with connection.cursor() as cursor:
-            cursor.execute(
-                sql,
-                [
-                    campaign.pk,
-                    campaign.trigger_delay or dt.timedelta(0),
-                    TriggerEntry.Status.WAITING,
-                    campaign.trigger_event_type,
-                    since,
-                    now,
-                    *filters_params,
-                ],
-            )
+            cursor.execute(sql, params)
             made += cursor.rowcount
         due = campaign.trigger_entries.filter(status=TriggerEntry.Status.WAITING, due_at__lte=now).exists()
         if due:
@@ -261,7 +255,7 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
         with segment_query_memory(), connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS run_audience")
             cursor.execute(
-                f"CREATE TEMP TABLE run_audience ON COMMIT DROP AS SELECT q.id FROM ({audience_sql}) AS q(id)",
+                f"CREATE TEMP TABLE run_audience ON COMMIT DROP AS SELECT q.id FROM ({audience_sql}) AS q(id)",  # noqa: S608
                 audience_params,
             )
             cursor.execute("ANALYZE run_audience")

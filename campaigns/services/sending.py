@@ -48,17 +48,21 @@ from goals.experiments import experiment_record_sends
 
 logger = logging.getLogger(__name__)
 
-CONSENT_CHANNEL = {
+CONSENT_CHANNEL: dict[str, str] = {
     DeliveryChannel.EMAIL: ConsentChannel.EMAIL,
     DeliveryChannel.SMS: ConsentChannel.SMS,
     DeliveryChannel.CALLCENTER: ConsentChannel.PHONE,
 }
-ADDRESS_KIND = {
+ADDRESS_KIND: dict[str, str] = {
     DeliveryChannel.EMAIL: Identity.Kind.EMAIL,
     DeliveryChannel.SMS: Identity.Kind.PHONE,
     DeliveryChannel.CALLCENTER: Identity.Kind.PHONE,
 }
-SENT_CHANNEL = {DeliveryChannel.EMAIL: "email", DeliveryChannel.SMS: "sms", DeliveryChannel.CALLCENTER: "phone"}
+SENT_CHANNEL: dict[str, str] = {
+    DeliveryChannel.EMAIL: "email",
+    DeliveryChannel.SMS: "sms",
+    DeliveryChannel.CALLCENTER: "phone",
+}
 
 
 def lease() -> dt.timedelta:
@@ -211,7 +215,7 @@ class Composer:
             return OutboundMessage(**common, data=_profile_data(profile))
         template = self.template(message_id, TEMPLATE_CHANNEL[DeliveryChannel(channel)]) if message_id else None
         version = self.version(template, profile["locale"]) if template is not None else None
-        if version is None:
+        if template is None or version is None:
             raise TemplateSourceError([])
         if self.blocks is None:
             self.blocks = published_blocks()
@@ -324,7 +328,7 @@ def _outcome_record(outcome: Outcome, delivery: dict[str, Any], to: str, now: dt
 
 
 def _deliveries(batch: DeliveryBatch, now: dt.datetime) -> list[dict[str, Any]]:
-    return list(
+    rows: Any = (
         Delivery.objects.filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
             run_id=batch.run_id,
@@ -335,6 +339,7 @@ def _deliveries(batch: DeliveryBatch, now: dt.datetime) -> list[dict[str, Any]]:
         .order_by("contact_id", "channel")
         .values("id", "contact_id", "channel", "variant_id", "attempts", "status")
     )
+    return list(rows)
 
 
 class Sender:
@@ -519,8 +524,9 @@ class Sender:
                 records.append(record)
                 self.count(record)
         sent = sum(1 for record in records if record.status == Delivery.Status.SENT)
-        if sent and channel in SENT_CHANNEL and self.campaign.experiment_id:
-            experiment_record_sends(experiment=self.campaign.experiment, channel=SENT_CHANNEL[channel], count=sent)
+        experiment = self.campaign.experiment
+        if sent and channel in SENT_CHANNEL and experiment is not None:
+            experiment_record_sends(experiment=experiment, channel=SENT_CHANNEL[channel], count=sent)
         return records
 
     def count(self, record: Record) -> None:
