@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+from django.test import TestCase
+
 from audiences.models import Identity, Segment, SegmentMember
 from audiences.services.consents import consent_record
 from campaigns.channels import locmem
@@ -74,7 +76,8 @@ def campaign_for(contacts, *, channels=("email",), message=None, goal=None, **fi
     return campaign_create(
         name=fields.pop("name", f"Campagne {next(_numbers)}"),
         goal=goal or GoalFactory(),
-        message=message or message_with(email="email" in channels, sms="sms" in channels, script="callcenter" in channels),
+        message=message
+        or message_with(email="email" in channels, sms="sms" in channels, script="callcenter" in channels),
         channels=list(channels),
         include_segments=[segment],
         **fields,
@@ -86,13 +89,24 @@ def send_everything(*, now=None, worker="test-worker", rounds=5):
     sent_batches = []
     for _round in range(rounds):
         enqueued = []
-        dispatch_tick(enqueue=enqueued.extend, now=now)
+        # The batches are enqueued once the tick commits; inside a test's transaction, at its end.
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            dispatch_tick(enqueue=enqueued.extend, now=now)
         if not enqueued:
             break
         for batch_id in enqueued:
             sent_batches.append(batch_send(batch_id=batch_id, worker=worker))
-    dispatch_tick(enqueue=lambda ids: None, now=now)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        dispatch_tick(enqueue=lambda ids: None, now=now)
     return sent_batches
+
+
+def tick(*, now=None):
+    """One dispatcher tick; the batch ids it enqueued."""
+    enqueued = []
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        dispatch_tick(enqueue=enqueued.extend, now=now)
+    return enqueued
 
 
 def activated(campaign, user=None, now=None):
