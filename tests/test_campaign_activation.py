@@ -133,7 +133,7 @@ def test_the_status_only_moves_along_its_transitions(english):
     assert campaign.status == Campaign.Status.RUNNING
     campaign = campaign_cancel(campaign=campaign)
     assert campaign.status == Campaign.Status.CANCELLED
-    with pytest.raises(ValidationError, match="A campaign that is cancelled cannot become running."):
+    with pytest.raises(ValidationError, match=r"A campaign that is cancelled cannot become running\."):
         campaign_resume(campaign=campaign)
 
 
