@@ -48,6 +48,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext
+from django_celery_beat.models import CrontabSchedule
 
 from audiences.models import Identity
 from audiences.segments import RuleError
@@ -139,8 +140,7 @@ class DueResult:
     failed: dict[int, str] = field(default_factory=dict)
 
 
-def _latest_key(export: AudienceExport, now: dt.datetime) -> str | None:
-    schedule = export.schedule
+def _latest_key(schedule: CrontabSchedule, *, after: dt.datetime, now: dt.datetime) -> str | None:
     occurrence = latest_occurrence(
         cron(
             minute=schedule.minute,
@@ -150,7 +150,7 @@ def _latest_key(export: AudienceExport, now: dt.datetime) -> str | None:
             month_of_year=schedule.month_of_year,
         ),
         ZoneInfo(str(schedule.timezone)),
-        after=export.created_at,
+        after=after,
         until=now,
     )
     return occurrence.key if occurrence is not None else None
@@ -169,7 +169,9 @@ def audience_exports_due(*, now: dt.datetime | None = None) -> DueResult:
         .select_related("schedule", "segment")
     )
     for export in exports:
-        key = _latest_key(export, now)
+        if export.schedule is None:
+            continue
+        key = _latest_key(export.schedule, after=export.created_at, now=now)
         # Keys are wall-clock times "YYYY-MM-DDTHH:MM": in text order they are in time order.
         if key is None or key <= export.last_occurrence:
             continue
