@@ -35,3 +35,6 @@ class CampaignAdmin(WellFormedInitialMixin, admin.ModelAdmin):
         if obj.experiment is None:
             return gettext("not measured: this campaign has no measurement against its goal")
         return uplifts_html([experiment_result(experiment=obj.experiment)])
+
+
+from campaigns import admin_exports  # noqa: E402, F401 - registers the audience exports

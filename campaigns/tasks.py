@@ -6,7 +6,9 @@ import logging
 import socket
 
 from celery import shared_task
+from django.utils import timezone
 
+from campaigns.services.exports import audience_exports_due
 from campaigns.services.runs import dispatch_tick
 from campaigns.services.sending import batch_send
 
@@ -41,3 +43,11 @@ def send_batch_task(self, batch_id: int) -> dict:
             " (stopped: campaign paused or cancelled)" if result.stopped else "",
         )
     return {"claimed": result.claimed, "sent": result.sent}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def audience_exports_task() -> dict:
+    """Every minute (django-celery-beat): the audience exports whose schedule came due; each
+    occurrence is exported once, also when two of these run at the same time."""
+    result = audience_exports_due(now=timezone.now())
+    return {"exported": result.exported, "failed": result.failed}

@@ -47,6 +47,12 @@ ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     ADMINISTRATOR: [(EVERYTHING, EVERYTHING, ALL_ACTIONS)],
 }
 
+# role -> rules taken back from what its ROLES rules give
+WITHHELD: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
+    # Customer lists for advertising platforms, hashed or not, are no part of a call.
+    CALLCENTER_AGENT: [("campaigns", "audienceexport", ALL_ACTIONS)],
+}
+
 
 def _rule_filter(app_label: str, model: str, actions: tuple[str, ...]) -> Q:
     condition = Q()
@@ -78,5 +84,8 @@ def roles_sync(*, apps) -> None:
         condition = Q(pk__in=[])
         for rule in rules:
             condition |= _rule_filter(*rule)
+        withheld = Q(pk__in=[])
+        for rule in WITHHELD.get(role, ()):
+            withheld |= _rule_filter(*rule)
         group, _created = group_model.objects.get_or_create(name=role)
-        group.permissions.set(permission_model.objects.filter(condition))
+        group.permissions.set(permission_model.objects.filter(condition).exclude(withheld))

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from audiences.api import ContactViewSet, EventViewSet, MergeViewSet
 from campaigns.api import CampaignViewSet
+from campaigns.api_exports import AudienceExportViewSet
 from content.api import BlockViewSet, TemplateViewSet
 from dialoog.views import healthz
 from goals.api import GoalViewSet
@@ -18,6 +19,7 @@ router.register("blocks", BlockViewSet, basename="block")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("goals", GoalViewSet, basename="goal")
 router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("audience-exports", AudienceExportViewSet, basename="audience-export")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
