@@ -194,6 +194,14 @@ CAMPAIGN_MAX_ATTEMPTS = env.int("CAMPAIGN_MAX_ATTEMPTS", default=5)
 CAMPAIGN_TRIGGER_LOOKBACK_SECONDS = env.int("CAMPAIGN_TRIGGER_LOOKBACK_SECONDS", default=86400)
 CAMPAIGN_CHANNEL_THROTTLES = env.dict("CAMPAIGN_CHANNEL_THROTTLES", cast={"value": int}, default={})
 
+# --- Campaigns: what comes back (status webhooks) -------------------------------------------
+
+# The secret the email/SMS provider signs its status reports with (POST /api/v1/delivery-status/).
+# Empty: the endpoint refuses every report (503), since an unsigned report could suppress anyone.
+DELIVERY_WEBHOOK_SECRET = env.str("DELIVERY_WEBHOOK_SECRET", default="")
+# A signed report older (or further in the future) than this is a replay or a clock far off: refused.
+DELIVERY_WEBHOOK_TOLERANCE_SECONDS = env.int("DELIVERY_WEBHOOK_TOLERANCE_SECONDS", default=300)
+
 # --- Celery -------------------------------------------------------------------------------
 
 
