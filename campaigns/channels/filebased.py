@@ -21,7 +21,8 @@ from campaigns.channels.base import BaseChannel, OutboundMessage, Outcome
 class FileChannel(BaseChannel):
     def __init__(self, *, channel: str, path: str | None = None, **options: object) -> None:
         super().__init__(channel=channel, **options)
-        self.folder = Path(path or (Path(settings.VAR_DIR) / "outbox" / channel))
+        default = getattr(settings, "CAMPAIGN_FILE_PATH", Path(settings.VAR_DIR) / "outbox")
+        self.folder = Path(path or (Path(default) / channel))
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
