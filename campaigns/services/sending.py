@@ -160,10 +160,14 @@ def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
 
 
 class Composer:
-    """Builds each delivery's message, reading what the whole batch needs once: the profiles, the
-    addresses, the template versions per language and the published blocks."""
+    """Builds each delivery's message, reading what the whole batch needs once: the profiles and
+    the addresses of its chunk, and (taken over from the batch's `previous` chunk's composer) the
+    templates, their versions per language and the published blocks, with the versions compiled
+    against them."""
 
-    def __init__(self, campaign: Campaign, contact_ids: list[int], channels: set[str]) -> None:
+    def __init__(
+        self, campaign: Campaign, contact_ids: list[int], channels: set[str], previous: Composer | None = None
+    ) -> None:
         self.campaign = campaign
         self.campaign_context = {"id": campaign.pk, "name": campaign.name}
         self.profiles = contact_profiles(contact_ids=contact_ids)
@@ -171,9 +175,9 @@ class Composer:
             kind: contact_addresses(contact_ids=contact_ids, kind=kind)
             for kind in {ADDRESS_KIND[channel] for channel in channels if channel in ADDRESS_KIND}
         }
-        self.blocks: BlockSources | None = None
-        self.versions: dict[tuple[int, str, str], TemplateVersion | None] = {}
-        self.templates: dict[tuple[int, str], Template | None] = {}
+        self.blocks: BlockSources | None = previous.blocks if previous else None
+        self.versions: dict[tuple[int, str, str], TemplateVersion | None] = previous.versions if previous else {}
+        self.templates: dict[tuple[int, str], Template | None] = previous.templates if previous else {}
 
     def address(self, channel: str, contact_id: int) -> str:
         if channel in ADDRESS_KIND:
@@ -354,6 +358,7 @@ class Sender:
         self.result = BatchResult(claimed=True)
         self.backends: dict[str, BaseChannel] = {}
         self.variant_messages = dict(self.campaign.variants.values_list("pk", "message_id"))
+        self.composer: Composer | None = None
 
     def backend(self, channel: str) -> BaseChannel:
         if channel not in self.backends:
@@ -397,7 +402,7 @@ class Sender:
     def send_chunk(self, chunk: list[dict[str, Any]], now: dt.datetime) -> None:
         contact_ids = sorted({d["contact_id"] for d in chunk})
         channels = {d["channel"] for d in chunk}
-        composer = Composer(self.campaign, contact_ids, channels)
+        composer = self.composer = Composer(self.campaign, contact_ids, channels, previous=self.composer)
         consents = {
             channel: contact_consents(contact_ids=contact_ids, channel=CONSENT_CHANNEL[DeliveryChannel(channel)])
             for channel in channels

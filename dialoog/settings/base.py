@@ -180,6 +180,8 @@ CAMPAIGN_CHANNELS = {
         "OPTIONS": {"path": env.str("DIRECT_MAIL_PATH", default=str(VAR_DIR / "direct-mail"))},
     },
 }
+# Where the file backend (campaigns.channels.filebased.FileChannel) writes, one folder per channel.
+CAMPAIGN_FILE_PATH = env.str("CAMPAIGN_FILE_PATH", default=str(VAR_DIR / "outbox"))
 # Deliveries per batch (one worker's task) and per chunk within it (marked, handed over, recorded).
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=500)
 CAMPAIGN_CHUNK_SIZE = env.int("CAMPAIGN_CHUNK_SIZE", default=100)
