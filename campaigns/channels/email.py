@@ -122,8 +122,8 @@ class EmailChannel(BaseChannel):
             taken = self.connection.send_messages([email])
         except smtplib.SMTPRecipientsRefused as refused:
             code, answer = next(iter(refused.recipients.values()), (0, b""))
-            error = f"{code} {_text(answer)}"
-            return Outcome.permanent(message, error) if code >= 500 else Outcome.transient(message, error)
+            answered = f"{code} {_text(answer)}"
+            return Outcome.permanent(message, answered) if code >= 500 else Outcome.transient(message, answered)
         except smtplib.SMTPSenderRefused as refused:
             # The sender, not this recipient: the setup is wrong, so every message waits and is tried again.
             return Outcome.transient(message, f"Sender refused: {refused.smtp_code} {_text(refused.smtp_error)}")
