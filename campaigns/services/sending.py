@@ -216,7 +216,8 @@ class Composer:
             "campaign": self.campaign_context,
         }
         if channel not in TEMPLATE_CHANNEL:
-            return OutboundMessage(**common, data=_profile_data(profile))
+            # The run names what a print file belongs to (direct mail): one file per run for the mailing house.
+            return OutboundMessage(**common, data={**_profile_data(profile), "run_id": delivery.get("run_id")})
         template = self.template(message_id, TEMPLATE_CHANNEL[DeliveryChannel(channel)]) if message_id else None
         version = self.version(template, profile["locale"]) if template is not None else None
         if template is None or version is None:
@@ -341,7 +342,7 @@ def _deliveries(batch: DeliveryBatch, now: dt.datetime) -> list[dict[str, Any]]:
             status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
         )
         .order_by("contact_id", "channel")
-        .values("id", "contact_id", "channel", "variant_id", "attempts", "status")
+        .values("id", "run_id", "contact_id", "channel", "variant_id", "attempts", "status")
     )
     return list(rows)
 

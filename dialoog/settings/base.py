@@ -172,7 +172,15 @@ PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Like EMAIL_BACKEND, per channel: the backend class and its options. A channel left out (or
 # without BACKEND) cannot be used by a campaign; activation says so.
 CAMPAIGN_CHANNELS = {
-    "email": {"BACKEND": env.str("CAMPAIGN_EMAIL_BACKEND", default="campaigns.channels.email.EmailChannel")},
+    "email": {
+        "BACKEND": env.str("CAMPAIGN_EMAIL_BACKEND", default="campaigns.channels.email.EmailChannel"),
+        # Empty: EMAIL_BACKEND, and Message-IDs in the domain of DEFAULT_FROM_EMAIL.
+        "OPTIONS": {
+            "EMAIL_BACKEND": env.str("CAMPAIGN_EMAIL_EMAIL_BACKEND", default="") or None,
+            "message_id_domain": env.str("CAMPAIGN_MESSAGE_ID_DOMAIN", default=""),
+        },
+    },
+    # SmsChannel hands SMS to SMS_BACKEND; campaigns.channels.sms.HttpSmsChannel posts them to SMS_PROVIDER_URL.
     "sms": {"BACKEND": env.str("CAMPAIGN_SMS_BACKEND", default="campaigns.channels.sms.SmsChannel")},
     "callcenter": {"BACKEND": "campaigns.channels.callcenter.CallListChannel"},
     "direct_mail": {
@@ -182,6 +190,32 @@ CAMPAIGN_CHANNELS = {
 }
 # Where the file backend (campaigns.channels.filebased.FileChannel) writes, one folder per channel.
 CAMPAIGN_FILE_PATH = env.str("CAMPAIGN_FILE_PATH", default=str(VAR_DIR / "outbox"))
+if env.str("SMS_PROVIDER_URL", default=""):
+    CAMPAIGN_CHANNELS["sms"]["OPTIONS"] = {
+        "url": env.str("SMS_PROVIDER_URL"),
+        "token": env.str("SMS_PROVIDER_TOKEN", default=""),
+        "username": env.str("SMS_PROVIDER_USERNAME", default=""),
+        "password": env.str("SMS_PROVIDER_PASSWORD", default=""),
+        "payload": env.str("SMS_PROVIDER_PAYLOAD", default="json"),
+        # Field names the provider wants, e.g. "text=body,sender=from" (to, text, sender, reference).
+        "fields": env.dict("SMS_PROVIDER_FIELDS", default={}),
+        "provider_id_field": env.str("SMS_PROVIDER_ID_FIELD", default="id"),
+        "timeout": env.float("SMS_PROVIDER_TIMEOUT", default=10.0),
+        "retries": env.int("SMS_PROVIDER_RETRIES", default=2),
+    }
+# Webhooks: each message posted as signed JSON to another system, only when it is configured.
+if env.str("CAMPAIGN_WEBHOOK_URL", default=""):
+    if not env.str("CAMPAIGN_WEBHOOK_SECRET", default=""):
+        raise environ.ImproperlyConfigured("CAMPAIGN_WEBHOOK_URL needs CAMPAIGN_WEBHOOK_SECRET to sign with.")
+    CAMPAIGN_CHANNELS["webhook"] = {
+        "BACKEND": "campaigns.channels.webhook.WebhookChannel",
+        "OPTIONS": {
+            "url": env.str("CAMPAIGN_WEBHOOK_URL"),
+            "secret": env.str("CAMPAIGN_WEBHOOK_SECRET"),
+            "timeout": env.float("CAMPAIGN_WEBHOOK_TIMEOUT", default=10.0),
+            "retries": env.int("CAMPAIGN_WEBHOOK_RETRIES", default=2),
+        },
+    }
 # Deliveries per batch (one worker's task) and per chunk within it (marked, handed over, recorded).
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=500)
 CAMPAIGN_CHUNK_SIZE = env.int("CAMPAIGN_CHUNK_SIZE", default=100)
