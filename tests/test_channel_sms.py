@@ -154,3 +154,14 @@ def test_a_provider_that_cannot_be_reached_is_transient():
 
     assert outcome.result == Result.TRANSIENT
     assert outcome.error.startswith("No connection")
+
+
+def test_a_provider_down_for_several_messages_in_a_row_leaves_the_rest_of_the_batch_untried(provider):
+    channel = HttpSmsChannel(channel="sms", url=provider.url, retries=0, give_up_after=2)
+    provider.fail_next(502, times=10)
+
+    outcomes = channel.send_batch([_message(n, f"+3161000000{n}") for n in range(1, 6)])
+
+    assert [outcome.result for outcome in outcomes] == [Result.TRANSIENT] * 5
+    assert len(provider.requests) == 2  # the other three wait for the batch's next attempt
+    assert outcomes[4].error.startswith("Not tried")

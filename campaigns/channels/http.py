@@ -12,8 +12,11 @@ import http.client
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from campaigns.channels.base import OutboundMessage, Outcome
 
 # What an answer is kept of: enough to show the provider's reason, not a whole page.
 ANSWER_LIMIT = 2000
@@ -76,3 +79,35 @@ def _post_once(*, url: str, body: bytes, headers: dict[str, str], timeout: float
         return HttpResult(False, True, None, "", f"No connection: {reason}")
     except (OSError, http.client.HTTPException) as error:  # a connection reset or dropped mid-answer
         return HttpResult(False, True, None, "", f"{type(error).__name__}: {error}")
+
+
+def outcomes_each(
+    messages: Sequence[OutboundMessage],
+    post: Callable[[OutboundMessage], HttpResult],
+    *,
+    provider_id: Callable[[HttpResult, OutboundMessage], str] | None = None,
+    give_up_after: int = 3,
+) -> list[Outcome]:
+    """POST each message and turn each answer into its outcome. After `give_up_after` transient
+    failures in a row the provider is taken to be down: the rest of the batch is left transient
+    untried, so that a hanging provider does not keep the batch past its lease."""
+    outcomes: list[Outcome] = []
+    in_a_row = 0
+    for index, message in enumerate(messages):
+        result = post(message)
+        if result.ok:
+            in_a_row = 0
+            outcomes.append(
+                Outcome.sent(message, provider_id(result, message) if provider_id else message.idempotency_key)
+            )
+        elif result.transient:
+            in_a_row += 1
+            outcomes.append(Outcome.transient(message, result.error))
+            if give_up_after and in_a_row >= give_up_after:
+                error = f"Not tried: the provider failed {in_a_row} times in a row ({result.error})"
+                outcomes.extend(Outcome.transient(rest, error) for rest in messages[index + 1 :])
+                break
+        else:
+            in_a_row = 0
+            outcomes.append(Outcome.permanent(message, result.error))
+    return outcomes

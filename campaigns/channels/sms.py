@@ -16,6 +16,7 @@ console, file and memory for development and tests, or a provider's `BaseSmsBack
             "provider_id_field": "id",      # where a JSON answer carries the provider's message id
             "timeout": 10,
             "retries": 2,
+            "give_up_after": 3,             # transient failures in a row before the rest of the batch waits
         },
     }
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -36,11 +36,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from campaigns.channels.base import BaseChannel, OutboundMessage, Outcome
-from campaigns.channels.http import HttpResult, http_post
+from campaigns.channels.http import HttpResult, http_post, outcomes_each
 from dialoog import sms
 from dialoog.sms.backends.base import BaseSmsBackend
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_FIELDS = {"to": "to", "text": "text", "sender": "sender", "reference": "reference"}
 
@@ -88,6 +86,7 @@ class HttpSmsChannel(BaseChannel):
         self.retries = int(options.get("retries", 2))
         self.backoff = float(options.get("backoff", 0.5))
         self.provider_id_field: str = options.get("provider_id_field", "id")
+        self.give_up_after = int(options.get("give_up_after", 3))
         if self.payload not in ("json", "form"):
             raise ImproperlyConfigured(f"HttpSmsChannel: payload must be 'json' or 'form', not {self.payload!r}")
 
@@ -123,23 +122,11 @@ class HttpSmsChannel(BaseChannel):
             return str(answer[self.provider_id_field])
         return message.idempotency_key
 
+    def post(self, message: OutboundMessage) -> HttpResult:
+        body, headers = self._request(message)
+        return http_post(
+            url=self.url, body=body, headers=headers, timeout=self.timeout, retries=self.retries, backoff=self.backoff
+        )
+
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
-        outcomes = []
-        for message in messages:
-            body, headers = self._request(message)
-            result = http_post(
-                url=self.url,
-                body=body,
-                headers=headers,
-                timeout=self.timeout,
-                retries=self.retries,
-                backoff=self.backoff,
-            )
-            if result.ok:
-                outcomes.append(Outcome.sent(message, provider_id=self._provider_id(result, message)))
-            elif result.transient:
-                logger.info("SMS %s not taken yet: %s", message.idempotency_key, result.error)
-                outcomes.append(Outcome.transient(message, result.error))
-            else:
-                outcomes.append(Outcome.permanent(message, result.error))
-        return outcomes
+        return outcomes_each(messages, self.post, provider_id=self._provider_id, give_up_after=self.give_up_after)

@@ -27,7 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from campaigns.channels.base import BaseChannel, OutboundMessage, Outcome
-from campaigns.channels.http import http_post
+from campaigns.channels.http import HttpResult, http_post, outcomes_each
 
 SIGNATURE_HEADER = "X-Dialoog-Signature"
 # A signature older than this is refused by webhook_signature_verify: a replayed request.
@@ -61,6 +61,7 @@ class WebhookChannel(BaseChannel):
         self.timeout = float(options.get("timeout", 10))
         self.retries = int(options.get("retries", 2))
         self.backoff = float(options.get("backoff", 0.5))
+        self.give_up_after = int(options.get("give_up_after", 3))
         if not self.secret:
             raise ImproperlyConfigured("WebhookChannel needs a secret to sign with (CAMPAIGN_WEBHOOK_SECRET).")
 
@@ -77,27 +78,16 @@ class WebhookChannel(BaseChannel):
         }
         return json.dumps(payload, separators=(",", ":"), default=str).encode()
 
+    def post(self, message: OutboundMessage) -> HttpResult:
+        body = self.body(message)
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.idempotency_key,
+            SIGNATURE_HEADER: webhook_signature(secret=self.secret, body=body, timestamp=int(time.time())),
+        }
+        return http_post(
+            url=self.url, body=body, headers=headers, timeout=self.timeout, retries=self.retries, backoff=self.backoff
+        )
+
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
-        outcomes = []
-        for message in messages:
-            body = self.body(message)
-            headers = {
-                "Content-Type": "application/json",
-                "Idempotency-Key": message.idempotency_key,
-                SIGNATURE_HEADER: webhook_signature(secret=self.secret, body=body, timestamp=int(time.time())),
-            }
-            result = http_post(
-                url=self.url,
-                body=body,
-                headers=headers,
-                timeout=self.timeout,
-                retries=self.retries,
-                backoff=self.backoff,
-            )
-            if result.ok:
-                outcomes.append(Outcome.sent(message, provider_id=message.idempotency_key))
-            elif result.transient:
-                outcomes.append(Outcome.transient(message, result.error))
-            else:
-                outcomes.append(Outcome.permanent(message, result.error))
-        return outcomes
+        return outcomes_each(messages, self.post, give_up_after=self.give_up_after)
