@@ -115,3 +115,31 @@ def activated(campaign, user=None, now=None):
 
 def outbox():
     return locmem.outbox
+
+
+def campaign_form_data(campaign, **changes):
+    """What the campaign page posts for `campaign` as it is, with `changes` (the variants inline empty)."""
+    data = {
+        "name": campaign.name,
+        "description": campaign.description,
+        "goal": campaign.goal_id or "",
+        "experiment": campaign.experiment_id or "",
+        "kind": campaign.kind,
+        "message": campaign.message_id or "",
+        "channels": ",".join(campaign.channels),
+        "include_segments": [segment.pk for segment in campaign.include_segments.all()] if campaign.pk else [],
+        "exclude_segments": [segment.pk for segment in campaign.exclude_segments.all()] if campaign.pk else [],
+        "trigger_filters": "{}",
+        "trigger_delay": "0",
+        "stop_event_types": "",
+        "holdout_percent": str(campaign.holdout_percent),
+        "holdout_off_reason": campaign.holdout_off_reason,
+        "variant_test_percent": str(campaign.variant_test_percent),
+        "variant_test_hours": str(campaign.variant_test_hours),
+        "variants-TOTAL_FORMS": "0",
+        "variants-INITIAL_FORMS": "0",
+        "variants-MIN_NUM_FORMS": "0",
+        "variants-MAX_NUM_FORMS": "1000",
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}

@@ -17,6 +17,7 @@ from goals.metrics import CATALOGUE
 from goals.models import ChannelCost, Experiment, GlobalControlGroup, Goal, Snapshot, Uplift
 from goals.progress import progress
 from goals.services import goal_create, goal_refresh_status
+from tests.campaign_helpers import campaign_form_data
 from tests.factories import CampaignFactory, ContactFactory, EventFactory, GoalFactory
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -614,7 +615,7 @@ def test_a_campaign_cannot_be_measured_against_another_goals_measurement(as_mark
 
     response = as_marketeer.post(
         reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
-        {"name": campaign.name, "description": "", "goal": goal.pk, "experiment": foreign.pk},
+        campaign_form_data(campaign, experiment=foreign.pk),
     )
 
     assert response.status_code == 200

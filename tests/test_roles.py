@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
+from tests.campaign_helpers import campaign_form_data
 from tests.factories import CampaignFactory, GoalFactory
 
 
@@ -96,7 +97,7 @@ def test_marketeer_changes_a_campaign_in_the_admin(client, marketeer):
 
     response = client.post(
         reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
-        {"name": "Nieuw", "description": "", "goal": campaign.goal_id},
+        campaign_form_data(campaign, name="Nieuw"),
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
