@@ -209,13 +209,20 @@ def _receipt_take(provider: str, event_id: str) -> bool:
 
 
 def _apply(report: StatusReport, delivery: Delivery, provider: str) -> None:
-    external_id = f"dialoog-status-{provider}-{report.id}"
-    common = {"delivery": delivery, "external_id": external_id, "occurred_at": report.occurred_at}
-    is_email = delivery.channel == DeliveryChannel.EMAIL
+    def record(type: str, **properties: Any) -> None:
+        # The email_* events are about email; an SMS provider's reports change the delivery only.
+        if delivery.channel == DeliveryChannel.EMAIL:
+            _event_record(
+                delivery=delivery,
+                type=type,
+                external_id=f"dialoog-status-{provider}-{report.id}",
+                occurred_at=report.occurred_at,
+                **properties,
+            )
+
     if report.type == "delivered":
         Delivery.objects.filter(pk=delivery.pk, delivered_at__isnull=True).update(delivered_at=report.occurred_at)
-        if is_email:
-            _event_record(type=Event.Type.EMAIL_DELIVERED, **common)
+        record(Event.Type.EMAIL_DELIVERED)
         return
     if report.type == "bounced":
         # The delivery stays "sent": it was handed over (and counted as a send of the experiment and
@@ -231,8 +238,7 @@ def _apply(report: StatusReport, delivery: Delivery, provider: str) -> None:
                 )
         else:
             Delivery.objects.filter(pk=delivery.pk, reason="").update(reason="soft_bounce", detail=report.detail[:2000])
-        if is_email:
-            _event_record(type=Event.Type.EMAIL_BOUNCED, bounce=report.bounce, **common)
+        record(Event.Type.EMAIL_BOUNCED, bounce=report.bounce)
         return
     # complained: marked as spam. Never again to this address, and the contact no longer wants it.
     Delivery.objects.filter(pk=delivery.pk).update(reason="complaint", detail=report.detail[:2000])
@@ -250,8 +256,7 @@ def _apply(report: StatusReport, delivery: Delivery, provider: str) -> None:
             proof=f"{provider} event {report.id} about delivery {delivery.pk}",
             recorded_at=min(report.occurred_at, timezone.now()),
         )
-    if is_email:
-        _event_record(type=Event.Type.EMAIL_COMPLAINED, **common)
+    record(Event.Type.EMAIL_COMPLAINED)
 
 
 def delivery_status_ingest(*, reports: list[StatusReport], provider: str) -> list[dict[str, Any]]:
