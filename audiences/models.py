@@ -293,6 +293,55 @@ class Score(models.Model):
         return f"{self.name}: {self.value:g}"
 
 
+class Product(models.Model):
+    """A product as the shop's purchase events name it (`properties.product`), with what those
+    purchases tell of it over the last year. Refreshed by `audiences.insights.products`."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    category = models.CharField(_("category"), max_length=200, blank=True)
+    price = models.DecimalField(
+        _("price"), max_digits=12, decimal_places=2, null=True, blank=True, help_text=_("Its median price per item.")
+    )
+    url = models.URLField(_("page"), max_length=500, blank=True)
+    image_url = models.URLField(_("image"), max_length=500, blank=True)
+    buyers = models.PositiveIntegerField(
+        _("buyers"), default=0, help_text=_("Contacts who bought it in the last year.")
+    )
+    orders = models.PositiveIntegerField(_("orders"), default=0, help_text=_("Orders with it in the last year."))
+    refreshed_at = models.DateTimeField(_("refreshed at"))
+
+    class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        indexes = [
+            # The best sellers of a category: the fallback when a contact's products have no pairs.
+            models.Index(fields=["category", "-buyers"], name="product_category_buyers_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProductAffinity(models.Model):
+    """How often `related` is in the same order as `product`: the share of `product`'s orders
+    that also hold `related` (bought together)."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="affinities", db_index=False)
+    related = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    together = models.PositiveIntegerField(_("orders together"))
+    score = models.FloatField(_("score"))
+
+    class Meta:
+        verbose_name = _("product affinity")
+        verbose_name_plural = _("product affinities")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "related"], name="affinity_once_per_pair"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product} -> {self.related}"
+
+
 class ContactMerge(models.Model):
     """Two contacts found to be one person. Records everything the merge moved and changed, so
     that unmerge restores both contacts exactly."""

@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from audiences.insights.products import products_refresh
 from audiences.models import Import
 from audiences.services.imports import STALE_AFTER, ImportRunning, import_run
 
@@ -27,3 +28,12 @@ def import_run_task(self, import_id: int) -> None:
         import_run(import_run=run, raise_if_running=True)
     except ImportRunning as running:
         raise self.retry(exc=running, countdown=RETRY_AFTER) from running
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def products_refresh_task() -> dict:
+    """Every night (django-celery-beat): the products and what is bought together, from the last
+    year's purchases. Safe to run twice: each run rebuilds both tables in one transaction."""
+    result = products_refresh()
+    logger.info("Products refreshed: %s products sold, %s pairs bought together", result.products, result.pairs)
+    return {"products": result.products, "pairs": result.pairs}

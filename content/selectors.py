@@ -4,7 +4,7 @@ contexts, and the difference between two versions."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from django.core import signing
 from django.db.models import Max, QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from audiences.insights.products import products_recommended
 from audiences.models import Contact
 from audiences.selectors.contacts import contact_profiles
 from content.models import ContentBlock, ContentBlockVersion, Template, TemplateVersion
@@ -119,12 +120,58 @@ def contact_links(contact_key: object) -> dict[str, str]:
     }
 
 
+class Recommendations:
+    """The product recommendations of a batch of contacts, read for the whole batch in one go the
+    first time a template asks for any one contact's `products`: a batch whose templates never
+    show products reads nothing."""
+
+    def __init__(self, contact_ids: Iterable[int]) -> None:
+        self.contact_ids = list(contact_ids)
+        self.found: dict[int, list[dict[str, Any]]] | None = None
+
+    def of(self, contact_id: int) -> RecommendedProducts:
+        return RecommendedProducts(self, contact_id)
+
+    def load(self, contact_id: int) -> list[dict[str, Any]]:
+        if self.found is None:
+            self.found = products_recommended(contact_ids=self.contact_ids)
+        return self.found.get(contact_id, [])
+
+
+class RecommendedProducts(Sequence[Mapping[str, Any]]):
+    """One contact's `products` in the context: a list to the template, read when first used."""
+
+    __slots__ = ("_contact_id", "_items", "_recommendations")
+
+    def __init__(self, recommendations: Recommendations, contact_id: int) -> None:
+        self._recommendations = recommendations
+        self._contact_id = contact_id
+        self._items: list[dict[str, Any]] | None = None
+
+    def _loaded(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            self._items = self._recommendations.load(self._contact_id)
+        return self._items
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self._loaded())
+
+    def __repr__(self) -> str:
+        return repr(self._loaded())
+
+
 def context_from_profile(
     profile: Mapping[str, Any],
     *,
     offer: Mapping[str, Any] | None = None,
     campaign: Mapping[str, Any] | None = None,
-    products: list[Mapping[str, Any]] | None = None,
+    products: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "contact": {
@@ -136,7 +183,7 @@ def context_from_profile(
             "attributes": profile["attributes"] or {},
             "scores": profile["scores"],
         },
-        "products": list(products or []),
+        "products": products if products is not None else [],
         "offer": dict(offer or {}),
         "campaign": dict(campaign or {}),
         "links": contact_links(profile["contact_key"]),
@@ -149,14 +196,16 @@ def contact_contexts(
     offer: Mapping[str, Any] | None = None,
     campaign: Mapping[str, Any] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """The personalisation context of each contact, by id, in two queries for the whole batch.
-
-    Product recommendations join the context with the insights that compute them; until then
-    `products` is empty and templates fall back with `{% for product in products %}…{% else %}`.
+    """The personalisation context of each contact, by id, in two queries for the whole batch, and
+    two more when a template shows the recommended `products` (`audiences.insights.products`; a
+    contact without any gets none, and templates fall back with `{% for product in products %}…{% else %}`).
     """
     profiles = contact_profiles(contact_ids=contact_ids)
+    recommendations = Recommendations(profiles)
     return {
-        contact_id: context_from_profile(profile, offer=offer, campaign=campaign)
+        contact_id: context_from_profile(
+            profile, offer=offer, campaign=campaign, products=recommendations.of(contact_id)
+        )
         for contact_id, profile in profiles.items()
     }
 

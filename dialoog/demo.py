@@ -48,6 +48,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from faker import Faker
 
+from audiences.insights.products import products_refresh
 from audiences.models import ConsentChange, Contact, Event, Identity
 from audiences.services.consents import consent_current_rebuild
 from campaigns.models import Campaign
@@ -782,4 +783,6 @@ def demo_load(
             if progress:
                 progress(pending[1], contacts)
     _demo_goals_and_campaigns(as_of)
+    # What is bought together, as the nightly refresh would find it at the end of the history.
+    products_refresh(now=min(timezone.now(), start_of(as_of + dt.timedelta(days=1))))
     return result

@@ -245,3 +245,18 @@ def log_in_in_english(page, live_server_url: str, username: str, password: str) 
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+@pytest.fixture
+def smtp(settings):
+    """A real SMTP server on loopback (aiosmtpd) that the campaigns' email channel sends to."""
+    from tests.smtp_server import SMTP_CHANNEL, smtp_server
+
+    with smtp_server() as (server, port):
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_TIMEOUT = 5
+        # A new dict, so that the test settings' locmem channels come back after the test.
+        settings.CAMPAIGN_CHANNELS = {**settings.CAMPAIGN_CHANNELS, "email": SMTP_CHANNEL}
+        yield server

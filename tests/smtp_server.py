@@ -19,6 +19,12 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
+# The campaigns' email channel through Django's SMTP backend (the `smtp` fixture points it here).
+SMTP_CHANNEL = {
+    "BACKEND": "campaigns.channels.email.EmailChannel",
+    "OPTIONS": {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"},
+}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

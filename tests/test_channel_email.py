@@ -11,26 +11,9 @@ from campaigns.channels.base import OutboundMessage, Result
 from campaigns.channels.email import EmailChannel
 from campaigns.models import Delivery
 from tests.campaign_helpers import activated, campaign_for, customer, send_everything
-from tests.smtp_server import smtp_server
+from tests.smtp_server import SMTP_CHANNEL
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SMTP_CHANNEL = {
-    "BACKEND": "campaigns.channels.email.EmailChannel",
-    "OPTIONS": {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"},
-}
-
-
-@pytest.fixture
-def smtp(settings):
-    with smtp_server() as (server, port):
-        settings.EMAIL_HOST = "127.0.0.1"
-        settings.EMAIL_PORT = port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_TIMEOUT = 5
-        # A new dict, so that the test settings' locmem channels come back after the test.
-        settings.CAMPAIGN_CHANNELS = {**settings.CAMPAIGN_CHANNELS, "email": SMTP_CHANNEL}
-        yield server
 
 
 def _address(contact):

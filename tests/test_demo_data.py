@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from audiences.models import Consent, ConsentChange, Contact, Event, Identity
+from audiences.models import Consent, ConsentChange, Contact, Event, Identity, ProductAffinity
 from dialoog.demo import CATEGORIES, DEMO_PASSWORD, demo_contact_key, demo_load, demo_truth, demo_twin_of
 from dialoog.roles import ANALYST
 from tests.factories import UserFactory
@@ -322,6 +322,9 @@ def test_products_are_bought_together_in_one_order(db):
     assert len(barbecue_orders) > 20
     assert len(with_cover) / len(barbecue_orders) > 0.4
     assert sum(len(lines) > 1 for lines in orders.values()) / len(orders) > 0.15
+    # The demo's recommendations know it: a barbecue's first related product is its cover.
+    affinities = ProductAffinity.objects.filter(product__name="Gasbarbecue").order_by("-score")
+    assert affinities.values_list("related__name", flat=True).first() == "Barbecuehoes"
 
 
 def test_events_of_every_kind_about_ten_per_contact_in_shop_hours(db):

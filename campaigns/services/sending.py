@@ -42,7 +42,13 @@ from campaigns.services.policies import (
 from campaigns.tracking.links import tracked_html
 from content.models import Template, TemplateVersion
 from content.rendering.errors import RenderError, TemplateSourceError
-from content.selectors import BlockSources, context_from_profile, published_blocks, template_version_for
+from content.selectors import (
+    BlockSources,
+    Recommendations,
+    context_from_profile,
+    published_blocks,
+    template_version_for,
+)
 from content.services import template_render
 from goals.experiments import experiment_record_sends
 
@@ -171,6 +177,7 @@ class Composer:
         self.campaign = campaign
         self.campaign_context = {"id": campaign.pk, "name": campaign.name}
         self.profiles = contact_profiles(contact_ids=contact_ids)
+        self.recommendations = Recommendations(contact_ids)
         self.addresses = {
             kind: contact_addresses(contact_ids=contact_ids, kind=kind)
             for kind in {ADDRESS_KIND[channel] for channel in channels if channel in ADDRESS_KIND}
@@ -224,7 +231,9 @@ class Composer:
             raise TemplateSourceError([])
         if self.blocks is None:
             self.blocks = published_blocks()
-        context = context_from_profile(profile, campaign=self.campaign_context)
+        context = context_from_profile(
+            profile, campaign=self.campaign_context, products=self.recommendations.of(contact_id)
+        )
         rendered = template_render(version=version, context=context, blocks=self.blocks)
         if channel == DeliveryChannel.EMAIL:
             links = context["links"]

@@ -1,0 +1,41 @@
+"""The products that purchases name, with what is bought with each: read-only, refreshed nightly."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from audiences.models import Product
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "category", "price", "buyers", "orders", "refreshed_at"]
+    list_filter = ["category"]
+    search_fields = ["name"]
+    ordering = ["-buyers", "name"]
+    fields = ["name", "category", "price", "url", "image_url", "buyers", "orders", "refreshed_at", "bought_with"]
+    readonly_fields = fields
+
+    @admin.display(description=_("bought with it"))
+    def bought_with(self, obj: Product) -> str:
+        pairs = obj.affinities.select_related("related").order_by("-score", "related__name")[:10]
+        return format_html_join(
+            "",
+            "<div>{} <span class='help'>({})</span></div>",
+            (
+                (pair.related.name, gettext("in %(share)s%% of its orders") % {"share": round(pair.score * 100)})
+                for pair in pairs
+            ),
+        ) or gettext("Nothing yet.")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
