@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet, Value
@@ -10,7 +12,7 @@ from django.utils import timezone
 
 from audiences.models import Contact, Event
 from audiences.selectors.segments import segment_condition
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Campaign, CampaignVariant, Delivery
 from content.models import Message
 from goals.models import Experiment
 
@@ -37,6 +39,30 @@ def campaign_messages(*, campaign: Campaign) -> list[Message]:
     if campaign.message_id is None:
         return []
     return list(Message.objects.filter(pk=campaign.message_id).prefetch_related("templates"))
+
+
+def _converted_after_send(campaign: Campaign) -> Exists:
+    """The condition on the campaign's sent deliveries that their contact converted: had the
+    measurement's conversion event (a purchase unless it says otherwise) within its attribution
+    days after the delivery was sent. The one definition the funnel and the variant test count."""
+    conversion_event = Experiment._meta.get_field("conversion_event").default
+    days = Experiment._meta.get_field("attribution_days").default
+    if campaign.experiment_id is not None:
+        conversion_event, days = (
+            Experiment.objects.filter(pk=campaign.experiment_id)
+            .values_list("conversion_event", "attribution_days")
+            .get()
+        )
+    return Exists(
+        Event.objects.filter(
+            contact_id=OuterRef("contact_id"),
+            type=conversion_event,
+            occurred_at__gte=OuterRef("sent_at"),
+            occurred_at__lt=ExpressionWrapper(
+                OuterRef("sent_at") + Value(dt.timedelta(days=days)), output_field=DateTimeField()
+            ),
+        )
+    )
 
 
 def campaign_funnel(*, campaign: Campaign) -> dict[str, Any]:
@@ -67,23 +93,9 @@ def campaign_funnel(*, campaign: Campaign) -> dict[str, Any]:
         .annotate(count=Count("pk"))
         .order_by("reason")
     )
-    conversion_event = Experiment._meta.get_field("conversion_event").default
-    days = Experiment._meta.get_field("attribution_days").default
-    if campaign.experiment_id is not None:
-        conversion_event, days = (
-            Experiment.objects.filter(pk=campaign.experiment_id)
-            .values_list("conversion_event", "attribution_days")
-            .get()
-        )
-    conversions = Event.objects.filter(
-        contact_id=OuterRef("contact_id"),
-        type=conversion_event,
-        occurred_at__gte=OuterRef("sent_at"),
-        occurred_at__lt=ExpressionWrapper(
-            OuterRef("sent_at") + Value(dt.timedelta(days=days)), output_field=DateTimeField()
-        ),
-    )
-    converted = deliveries.filter(sent, Exists(conversions)).aggregate(n=Count("contact_id", distinct=True))["n"]
+    converted = deliveries.filter(sent, _converted_after_send(campaign)).aggregate(
+        n=Count("contact_id", distinct=True)
+    )["n"]
     total = counts.pop("total")
     return {
         "planned": total - counts["holdout"],
@@ -91,3 +103,51 @@ def campaign_funnel(*, campaign: Campaign) -> dict[str, Any]:
         "held_back_by_reason": held_back_by_reason,
         "converted": converted,
     }
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """How one variant of an A/B/n test did: the contacts it was sent to, and of them how many
+    clicked and how many converted (as the funnel counts a conversion)."""
+
+    variant: CampaignVariant
+    treated: int
+    clicked: int
+    converted: int
+
+    @property
+    def conversion_rate(self) -> Fraction | None:
+        return Fraction(self.converted, self.treated) if self.treated else None
+
+    @property
+    def click_rate(self) -> Fraction | None:
+        return Fraction(self.clicked, self.treated) if self.treated else None
+
+
+def campaign_variant_results(*, campaign: Campaign, purpose: str | None = None) -> list[VariantResult]:
+    """Each of the campaign's variants, in their order, with its treated contacts (a sent delivery
+    of that variant), clicks and conversions: over all its runs, or its runs of one purpose (the
+    variant test). A contact counts once per variant, however many channels. Three queries."""
+    deliveries = Delivery.objects.filter(campaign_id=campaign.pk, status=Delivery.Status.SENT, variant_id__isnull=False)
+    if purpose is not None:
+        deliveries = deliveries.filter(run__purpose=purpose)
+    counts = {
+        row["variant_id"]: row
+        for row in deliveries.values("variant_id")
+        .annotate(
+            treated=Count("contact_id", distinct=True),
+            clicked=Count("contact_id", distinct=True, filter=Q(clicked_at__isnull=False)),
+            converted=Count("contact_id", distinct=True, filter=_converted_after_send(campaign)),
+        )
+        .order_by("variant_id")
+    }
+    empty = {"treated": 0, "clicked": 0, "converted": 0}
+    return [
+        VariantResult(
+            variant=variant,
+            treated=counts.get(variant.pk, empty)["treated"],
+            clicked=counts.get(variant.pk, empty)["clicked"],
+            converted=counts.get(variant.pk, empty)["converted"],
+        )
+        for variant in CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("pk")
+    ]

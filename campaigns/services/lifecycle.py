@@ -19,6 +19,7 @@ from campaigns.channels import channel_configured
 from campaigns.models import Campaign, CampaignRun, DeliveryBatch, DeliveryChannel
 from campaigns.schedules import cron
 from campaigns.selectors import campaign_audience, campaign_messages
+from campaigns.services.variants import variant_test_applies, variant_test_problems
 from content.models import Template
 from content.services import template_problems
 from goals.experiments import experiment_create, experiment_holdout_off, goal_measurable_problems
@@ -246,7 +247,11 @@ def campaign_activation_problems(*, campaign: Campaign, now: dt.datetime | None 
         problems["holdout_off_reason"] = [
             _("Say why this campaign has no holdout: without one, its effect on the goal cannot be measured.")
         ]
-    for name, found in [*_schedule_problems(campaign, now).items(), *_message_problems(campaign).items()]:
+    for name, found in [
+        *_schedule_problems(campaign, now).items(),
+        *_message_problems(campaign).items(),
+        *variant_test_problems(campaign=campaign).items(),
+    ]:
         problems.setdefault(name, []).extend(found)
     return problems
 
@@ -281,10 +286,12 @@ def campaign_activate(*, campaign: Campaign, user: Any = None, now: dt.datetime 
             activated_by=user,
         )
         if campaign.kind == Campaign.Kind.ONE_OFF:
+            # With a test share, its run is the variant test; planning it schedules the winner run.
+            purpose = CampaignRun.Purpose.TEST if variant_test_applies(campaign=campaign) else CampaignRun.Purpose.SEND
             CampaignRun.objects.get_or_create(
                 campaign=campaign,
                 occurrence="once",
-                defaults={"scheduled_for": campaign.send_at if future else now},
+                defaults={"scheduled_for": campaign.send_at if future else now, "purpose": purpose},
             )
     return campaign
 

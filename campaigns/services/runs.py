@@ -26,12 +26,19 @@ from django.utils import timezone
 
 from audiences.models import Contact, Event
 from audiences.selectors.segments import segment_query_memory
-from campaigns.models import Campaign, CampaignRun, CampaignVariant, Delivery, DeliveryBatch, TriggerEntry
+from campaigns.models import Campaign, CampaignRun, Delivery, DeliveryBatch, TriggerEntry
 from campaigns.schedules import from_crontab, latest_occurrence
 from campaigns.selectors import campaign_audience
 from campaigns.services.lifecycle import campaign_transition
 from campaigns.services.policies import throttles_forget
 from campaigns.services.sending import CONSENT_CHANNEL
+from campaigns.services.variants import (
+    variant_run_audience,
+    variant_sql,
+    variant_winner_run_schedule,
+    variant_winner_waits,
+    variant_winners_pick,
+)
 from goals.experiments import experiment_assign
 from goals.models import Assignment, Experiment
 
@@ -160,23 +167,6 @@ def _triggered_audience(campaign: Campaign, run: CampaignRun, now: dt.datetime) 
     return condition
 
 
-def _variant_sql(campaign: Campaign) -> tuple[str, list]:
-    """Each contact's variant: weighted, from a hash of the campaign and the contact's key, so the
-    same contact gets the same variant in every run."""
-    variants = list(CampaignVariant.objects.filter(campaign=campaign).order_by("pk").values_list("pk", "weight"))
-    if not variants:
-        return "NULL::bigint", []
-    total = sum(weight for _pk, weight in variants)
-    cases, params, upper = [], [], 0
-    for pk, weight in variants:
-        upper += weight
-        cases.append("WHEN v.bucket < %s THEN %s::bigint")
-        params += [upper, pk]
-    bucket = "mod(abs(hashtextextended(c.contact_key::text || ':' || %s::text, 0)), %s)"
-    sql = f"(SELECT CASE {' '.join(cases)} END FROM (SELECT {bucket} AS bucket) v)"  # noqa: S608 - placeholders only
-    return sql, [*params, campaign.pk, total]
-
-
 PLAN_SQL = """
     INSERT INTO {delivery} (run_id, campaign_id, contact_id, channel, variant_id, status, reason, detail,
                             attempts, "to", provider_id)
@@ -238,6 +228,8 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
             return None
         if campaign.status == Campaign.Status.PAUSED:
             return None  # planned once the campaign is resumed
+        if variant_winner_waits(run=run):
+            return None  # planned once its test has a winner (variant_winners_pick)
         if campaign.status == Campaign.Status.SCHEDULED:
             campaign = campaign_transition(campaign=campaign, to=Campaign.Status.RUNNING, now=now)
         experiment = campaign.experiment
@@ -251,6 +243,7 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
             audience = Contact.objects.filter(_triggered_audience(campaign, run, now), erased_at__isnull=True)
         else:
             audience = campaign_audience(campaign=campaign, now=now)
+        audience = variant_run_audience(run=run, audience=audience)
         audience_sql, audience_params = audience.values("pk").query.sql_with_params()
         with segment_query_memory(), connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS run_audience")
@@ -264,12 +257,12 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
                 contacts=Contact.objects.filter(pk__in=RawSQL("SELECT id FROM run_audience", ())),
                 now=now,
             )
-            variant_sql, variant_params = _variant_sql(campaign)
+            variant, variant_params = variant_sql(run=run)
             channels = list(campaign.channels)
             consents = [CONSENT_CHANNEL.get(channel) for channel in channels]
             cursor.execute(
                 PLAN_SQL.format(
-                    delivery=Delivery._meta.db_table, assignment=Assignment._meta.db_table, variant=variant_sql
+                    delivery=Delivery._meta.db_table, assignment=Assignment._meta.db_table, variant=variant
                 ),
                 [
                     run.pk,
@@ -322,6 +315,8 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
             planned_at=now,
             completed_at=None if result.batches else now,
         )
+        if run.purpose == CampaignRun.Purpose.TEST:
+            variant_winner_run_schedule(run=run, now=now)
     logger.info(
         "Run %s of campaign %s planned: %s to send, %s held out, excluded %s, %s batches",
         run.pk,
@@ -411,11 +406,13 @@ class TickResult:
 
 
 def dispatch_tick(*, enqueue: Enqueue, now: dt.datetime | None = None) -> TickResult:
-    """One tick of the dispatcher: make the runs that came due, plan them, enqueue waiting batches,
-    take back expired leases, complete what is done."""
+    """One tick of the dispatcher: make the runs that came due, pick the winners of the variant tests
+    that are over, plan the due runs, enqueue waiting batches, take back expired leases, complete
+    what is done."""
     now = now or timezone.now()
     runs_made = recurring_runs_create(now=now)
     entries_made = trigger_entries_create(now=now)
+    variant_winners_pick(now=now)
     planned = [run_id for run_id in due_runs(now=now) if run_plan(run_id=run_id, now=now) is not None]
     enqueued = batches_enqueue(enqueue=enqueue, now=now)
     completed = runs_complete(now=now)
