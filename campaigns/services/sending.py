@@ -369,6 +369,7 @@ class Sender:
         self.backends: dict[str, BaseChannel] = {}
         self.variant_messages = dict(self.campaign.variants.values_list("pk", "message_id"))
         self.composer: Composer | None = None
+        self.handed_over = 0
 
     def backend(self, channel: str) -> BaseChannel:
         if channel not in self.backends:
@@ -387,18 +388,25 @@ class Sender:
     def send(self) -> BatchResult:
         now = timezone.now()
         deliveries = _deliveries(self.batch, now)
-        chunk_size = settings.CAMPAIGN_CHUNK_SIZE
+        # Read, check and render in large pieces (a few queries for hundreds of deliveries); hand
+        # over in chunks, each marked 'sending' before and recorded after (`send_chunk`).
+        piece = max(settings.CAMPAIGN_COMPOSE_SIZE, settings.CAMPAIGN_CHUNK_SIZE)
         try:
-            for start in range(0, len(deliveries), chunk_size):
-                now = timezone.now()
-                if start and not _still_ours(self.batch, self.worker, now):
-                    self.result.stopped = True
+            for start in range(0, len(deliveries), piece):
+                if self.result.stopped:
                     break
-                self.send_chunk(deliveries[start : start + chunk_size], now)
+                self.send_piece(deliveries[start : start + piece], timezone.now())
         finally:
             self.close()
         _release(self.batch, now=timezone.now())
         return self.result
+
+    def go_on(self) -> bool:
+        """Before each chunk but the batch's first: the lease renewed, or stop (paused, cancelled, taken over)."""
+        if self.handed_over and not _still_ours(self.batch, self.worker, timezone.now()):
+            self.result.stopped = True
+        self.handed_over += 1
+        return not self.result.stopped
 
     def hold(self, records: list[Record], delivery: dict[str, Any], reason: str, detail: str = "") -> None:
         records.append(Record(delivery["id"], Delivery.Status.HELD_BACK, reason=reason, detail=detail))
@@ -409,9 +417,12 @@ class Sender:
         records.append(Record(delivery["id"], Delivery.Status.QUEUED, reason=reason, next_attempt_at=until))
         self.result.deferred += 1
 
-    def send_chunk(self, chunk: list[dict[str, Any]], now: dt.datetime) -> None:
-        contact_ids = sorted({d["contact_id"] for d in chunk})
-        channels = {d["channel"] for d in chunk}
+    def send_piece(self, piece: list[dict[str, Any]], now: dt.datetime) -> None:
+        """Check a piece of the batch against the contact policies, render what may go, and hand it to
+        the channels chunk by chunk: each chunk marked 'sending' (committed) before and recorded after,
+        so a worker killed in between leaves at most one chunk whose fate the channel knows."""
+        contact_ids = sorted({d["contact_id"] for d in piece})
+        channels = {d["channel"] for d in piece}
         composer = self.composer = Composer(self.campaign, contact_ids, channels, previous=self.composer)
         consents = {
             channel: contact_consents(contact_ids=contact_ids, channel=CONSENT_CHANNEL[DeliveryChannel(channel)])
@@ -427,7 +438,7 @@ class Sender:
         total, per_channel = sent_counts(contact_ids=contact_ids, since=now - dt.timedelta(days=self.policy.cap_days))
         records: list[Record] = []
         ready: dict[str, list[tuple[dict[str, Any], OutboundMessage]]] = defaultdict(list)
-        for delivery in chunk:
+        for delivery in piece:
             channel, contact_id = delivery["channel"], delivery["contact_id"]
             profile = composer.profiles.get(contact_id)
             if profile is None:
@@ -481,14 +492,14 @@ class Sender:
         ready = self.throttle(ready, records, now)
         if records:
             _record(records)
-            records = []
-        to_send = [delivery["id"] for pairs in ready.values() for delivery, _message in pairs]
-        if not to_send:
-            return
-        _mark_sending(to_send)
+        chunk_size = settings.CAMPAIGN_CHUNK_SIZE
         for channel, pairs in ready.items():
-            records.extend(self.hand_over(channel, pairs))
-        _record(records)
+            for start in range(0, len(pairs), chunk_size):
+                if not self.go_on():
+                    return  # the rest stays queued, untouched, for whoever sends the batch next
+                chunk = pairs[start : start + chunk_size]
+                _mark_sending([delivery["id"] for delivery, _message in chunk])
+                _record(self.hand_over(channel, chunk))
 
     def throttle(
         self, ready: dict[str, list[tuple[dict[str, Any], OutboundMessage]]], records: list[Record], now: dt.datetime

@@ -219,6 +219,9 @@ if env.str("CAMPAIGN_WEBHOOK_URL", default=""):
 # Deliveries per batch (one worker's task) and per chunk within it (marked, handed over, recorded).
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=500)
 CAMPAIGN_CHUNK_SIZE = env.int("CAMPAIGN_CHUNK_SIZE", default=100)
+# Deliveries read, checked against the policies and rendered at once (a batch's worth): the
+# profiles, addresses, consents, suppressions and counts are a few queries per piece.
+CAMPAIGN_COMPOSE_SIZE = env.int("CAMPAIGN_COMPOSE_SIZE", default=500)
 # A worker holds a batch this long without renewing its lease before another may take it over.
 CAMPAIGN_BATCH_LEASE_SECONDS = env.int("CAMPAIGN_BATCH_LEASE_SECONDS", default=120)
 # Transient failures are tried again after 1, 2, 4, 8 minutes, then recorded as failed.
