@@ -151,3 +151,30 @@ def campaign_variant_results(*, campaign: Campaign, purpose: str | None = None) 
         )
         for variant in CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("pk")
     ]
+
+
+PROGRESS_STATUSES = {
+    "queued": (Delivery.Status.QUEUED, Delivery.Status.SENDING),
+    "sent": (Delivery.Status.SENT,),
+    "failed": (Delivery.Status.FAILED,),
+    "held_back": (Delivery.Status.HELD_BACK,),
+    "holdout": (Delivery.Status.HOLDOUT,),
+}
+
+
+def campaigns_progress(*, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per campaign, how many of its deliveries are queued (sending included), sent, failed, held
+    back and in the holdout, as `campaign_funnel` counts them: one query for any number of campaigns
+    (served by the deliveries' index on campaign and status)."""
+    progress = {campaign_id: dict.fromkeys(PROGRESS_STATUSES, 0) for campaign_id in campaign_ids}
+    part_of = {status: name for name, statuses in PROGRESS_STATUSES.items() for status in statuses}
+    counts = (
+        Delivery.objects.filter(campaign_id__in=campaign_ids)
+        .values_list("campaign_id", "status")
+        .annotate(count=Count("*"))
+        .order_by()
+    )
+    for campaign_id, status, count in counts:
+        if status in part_of:
+            progress[campaign_id][part_of[status]] += count
+    return progress

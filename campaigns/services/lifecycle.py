@@ -7,12 +7,14 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django_celery_beat.models import CrontabSchedule
 
 from audiences.models import Event
 from campaigns.channels import channel_configured
@@ -108,8 +110,10 @@ def campaign_update(
             for name, value in fields.items()
             if name not in LIVE_EDITABLE_FIELDS and getattr(campaign, name) != value
         }
-        if include_segments is not None or exclude_segments is not None:
-            frozen.add("include_segments")
+        for name, chosen in (("include_segments", include_segments), ("exclude_segments", exclude_segments)):
+            chosen_ids = None if chosen is None else {getattr(segment, "pk", segment) for segment in chosen}
+            if chosen_ids is not None and chosen_ids != set(getattr(campaign, name).values_list("pk", flat=True)):
+                frozen.add(name)
         if frozen:
             raise ValidationError(
                 {
@@ -130,13 +134,29 @@ def campaign_update(
     return campaign
 
 
+def campaign_delete(*, campaign: Campaign) -> None:
+    """Delete a draft. A campaign that was activated is kept, with its runs, deliveries and
+    measurement (what it sent and what that did): cancel it instead."""
+    deleted = 0
+    if campaign.status == Status.DRAFT:
+        deleted, _by_model = Campaign.objects.filter(pk=campaign.pk, status=Status.DRAFT).delete()
+    if not deleted:
+        campaign.refresh_from_db()
+        raise ValidationError(
+            _("A campaign that is %(status)s is kept with what it sent and measured: cancel it instead.")
+            % {"status": campaign.get_status_display().lower()},
+            code="invalid_transition",
+        )
+
+
 def campaign_transition(*, campaign: Campaign, to: str, now: dt.datetime | None = None, **extra: Any) -> Campaign:
     """Move `campaign` to status `to`, if its status allows it and nobody moved it in between."""
     source = campaign.status
     if to not in TRANSITIONS[source]:
         raise ValidationError(
             _("A campaign that is %(from)s cannot become %(to)s.")
-            % {"from": Status(source).label.lower(), "to": Status(to).label.lower()}
+            % {"from": Status(source).label.lower(), "to": Status(to).label.lower()},
+            code="invalid_transition",
         )
     now = now or timezone.now()
     moved = Campaign.objects.filter(pk=campaign.pk, status=source).update(
@@ -146,7 +166,8 @@ def campaign_transition(*, campaign: Campaign, to: str, now: dt.datetime | None 
         campaign.refresh_from_db()
         raise ValidationError(
             _("The campaign was changed in the meantime: it is now %(status)s.")
-            % {"status": campaign.get_status_display().lower()}
+            % {"status": campaign.get_status_display().lower()},
+            code="changed_meanwhile",
         )
     campaign.refresh_from_db()
     return campaign
@@ -303,6 +324,11 @@ def campaign_pause(*, campaign: Campaign, now: dt.datetime | None = None) -> Cam
 
 def campaign_resume(*, campaign: Campaign, now: dt.datetime | None = None) -> Campaign:
     """Continue where the campaign stopped: the deliveries not sent yet, never the sent ones again."""
+    if campaign.status == Status.DRAFT:
+        # A draft may become running, but only through campaign_activate and its checks.
+        raise ValidationError(
+            _("A draft cannot be resumed: activate it, which checks it first."), code="invalid_transition"
+        )
     now = now or timezone.now()
     waiting = campaign.runs.filter(status=CampaignRun.Status.SCHEDULED, scheduled_for__gt=now).exists()
     started = campaign.runs.filter(~Q(status=CampaignRun.Status.SCHEDULED)).exists()
@@ -325,3 +351,61 @@ def campaign_cancel(*, campaign: Campaign, now: dt.datetime | None = None) -> Ca
             status=CampaignRun.Status.CANCELLED, completed_at=now
         )
     return campaign
+
+
+# --- Schedules -------------------------------------------------------------------------------
+
+CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def crontab_expression(schedule: CrontabSchedule) -> str:
+    """The schedule as a crontab line: "minute hour day-of-month month day-of-week"."""
+    return " ".join(str(getattr(schedule, name)) for name in CRONTAB_FIELDS)
+
+
+def crontab_schedule_get_or_create(
+    *, expression: str, timezone_name: str, current: CrontabSchedule | None = None
+) -> CrontabSchedule:
+    """The django-celery-beat crontab that a recurring campaign's `schedule` points at, for a crontab
+    line ("0 9 * * 1": minute, hour, day of month, month, day of week) in a timezone: `current` when
+    it already reads so, else the first one that does (as picking one in the admin would), else a new
+    one. A line or timezone that cannot be read is refused on `schedule`."""
+    parts = expression.split()
+    if len(parts) != len(CRONTAB_FIELDS):
+        raise ValidationError(
+            {
+                "schedule": _(
+                    "A schedule has five fields: minute, hour, day of the month, month and day of the week, "
+                    "such as “0 9 * * 1” for Mondays at 09:00."
+                )
+            }
+        )
+    fields = dict(zip(CRONTAB_FIELDS, parts, strict=True))
+    try:
+        cron(**fields)
+    except ValueError as error:
+        raise ValidationError({"schedule": _("The schedule cannot be read: %(error)s") % {"error": error}}) from error
+    if timezone_name not in available_timezones():
+        raise ValidationError(
+            {
+                "schedule": _("Unknown time zone %(zone)s; use a name such as Europe/Amsterdam.")
+                % {"zone": timezone_name}
+            }
+        )
+    zone = ZoneInfo(timezone_name)
+    if (
+        current is not None
+        and crontab_expression(current) == " ".join(parts)
+        and str(current.timezone) == timezone_name
+    ):
+        return current
+    found = CrontabSchedule.objects.filter(**fields, timezone=zone).order_by("pk").first()
+    if found is not None:
+        return found
+    schedule = CrontabSchedule(**fields, timezone=zone)
+    try:
+        schedule.full_clean()
+    except ValidationError as error:
+        raise ValidationError({"schedule": error.messages}) from error
+    schedule.save()
+    return schedule

@@ -329,6 +329,11 @@ SPECTACULAR_SETTINGS = {
         "IdentityKindEnum": "audiences.models.Identity.Kind",
         "TemplateChannelEnum": "content.models.Template.Channel",
         "BlockKindEnum": "content.models.ContentBlock.Kind",
+        "CampaignKindEnum": "campaigns.models.Campaign.Kind",
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "RunStatusEnum": "campaigns.models.CampaignRun.Status",
+        "DeliveryStatusEnum": "campaigns.models.Delivery.Status",
+        "DeliveryChannelEnum": "campaigns.models.DeliveryChannel",
     },
 }
 
