@@ -1,12 +1,15 @@
 """The send path signs its tracking links without building a Signer per link: the same text as
 Django's Signer, which is what the click and open views check them with."""
 
+import uuid
 from urllib.parse import urlencode
 
 import pytest
 from django.core import signing
 
 from campaigns.tracking.links import SALT, click_target, click_url, delivery_token, opened_delivery, tracked_html
+from content.rendering.render import compile_template, render
+from content.selectors import LINK_SALT, contact_links
 
 URLS = ["https://shop.example.nl/najaar", "https://shop.example.nl/zoek?q=tuin stoel&p=2", "https://voorbeeld.nl/é"]
 
@@ -29,6 +32,33 @@ def test_open_tokens_are_signed_as_the_signer_signs_them_and_follow_the_secret_k
     settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789abcdef"
     assert delivery_token(42) == signing.Signer(salt=SALT).sign("42") != before
     assert opened_delivery(before) is None
+
+
+def test_a_contact_s_personal_links_are_signed_as_the_signer_signs_them_and_follow_the_secret_key(settings):
+    contact_key = str(uuid.uuid4())
+    expected = signing.Signer(salt=LINK_SALT).sign(contact_key)
+
+    assert contact_links(contact_key)["unsubscribe"] == f"{settings.PUBLIC_URL}/m/{expected}/unsubscribe/"
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789abcdef"
+    assert contact_links(contact_key)["unsubscribe"].split("/")[-3] == signing.Signer(salt=LINK_SALT).sign(contact_key)
+
+
+def test_a_static_block_renders_once_and_a_block_that_reads_the_context_every_time():
+    blocks = {"header": "<p>De Linde, {{ 'sinds' | upper }} 1968</p>", "footer": "<p>Dag {{ contact.first_name }}</p>"}
+    compiled = compile_template(
+        '{% include "block:header" %}{% include "block:footer" %}',
+        channel="email_html",
+        version_key=("test", uuid.uuid4()),
+        blocks=blocks,
+    )
+
+    first = render(compiled, {"contact": {"first_name": "Sanne"}})
+    second = render(compiled, {"contact": {"first_name": "Daan"}})
+
+    assert first == "<p>De Linde, SINDS 1968</p><p>Dag Sanne</p>"
+    assert second == "<p>De Linde, SINDS 1968</p><p>Dag Daan</p>"
+    assert compiled.blocks["header"].dialoog_output == "<p>De Linde, SINDS 1968</p>"
+    assert "dialoog_output" not in compiled.blocks["footer"].__dict__
 
 
 def test_tracked_html_rewrites_links_but_not_the_skipped_ones_and_adds_the_pixel():

@@ -493,13 +493,28 @@ class Sender:
         if records:
             _record(records)
         chunk_size = settings.CAMPAIGN_CHUNK_SIZE
-        for channel, pairs in ready.items():
-            for start in range(0, len(pairs), chunk_size):
-                if not self.go_on():
-                    return  # the rest stays queued, untouched, for whoever sends the batch next
-                chunk = pairs[start : start + chunk_size]
-                _mark_sending([delivery["id"] for delivery, _message in chunk])
-                _record(self.hand_over(channel, chunk))
+        sent: Counter[str] = Counter()
+        try:
+            for channel, pairs in ready.items():
+                for start in range(0, len(pairs), chunk_size):
+                    if not self.go_on():
+                        return  # the rest stays queued, untouched, for whoever sends the batch next
+                    chunk = pairs[start : start + chunk_size]
+                    _mark_sending([delivery["id"] for delivery, _message in chunk])
+                    records = self.hand_over(channel, chunk)
+                    _record(records)
+                    sent[channel] += sum(1 for record in records if record.status == Delivery.Status.SENT)
+        finally:
+            self.sends_record(sent)
+
+    def sends_record(self, sent: Counter[str]) -> None:
+        """What the piece sent, added to the measurement's counts per channel (its cost), once per piece."""
+        experiment = self.campaign.experiment
+        if experiment is None:
+            return
+        for channel, count in sent.items():
+            if count and channel in SENT_CHANNEL:
+                experiment_record_sends(experiment=experiment, channel=SENT_CHANNEL[channel], count=count)
 
     def throttle(
         self, ready: dict[str, list[tuple[dict[str, Any], OutboundMessage]]], records: list[Record], now: dt.datetime
@@ -549,10 +564,6 @@ class Sender:
                 )
                 records.append(record)
                 self.count(record)
-        sent = sum(1 for record in records if record.status == Delivery.Status.SENT)
-        experiment = self.campaign.experiment
-        if sent and channel in SENT_CHANNEL and experiment is not None:
-            experiment_record_sends(experiment=experiment, channel=SENT_CHANNEL[channel], count=sent)
         return records
 
     def count(self, record: Record) -> None:

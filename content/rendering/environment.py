@@ -298,6 +298,10 @@ def render_block(context: Context, slug: str) -> str:
             _("Blocks are nested more than %(limit)s deep: %(chain)s.")
             % {"limit": MAX_BLOCK_DEPTH, "chain": " → ".join([*state.chain, slug])}
         )
+    static = getattr(template, "dialoog_static", False)
+    if static and "dialoog_output" in template.__dict__:
+        text = template.dialoog_output  # type: ignore[attr-defined]
+        return Markup(text) if context.eval_ctx.autoescape else text  # noqa: S704 - rendered by our sandbox
     state.chain.append(slug)
     parts: list[str] = []
     size = 0
@@ -311,6 +315,8 @@ def render_block(context: Context, slug: str) -> str:
         state.chain.pop()
         state.pending -= size
     text = "".join(parts)
+    if static:
+        template.dialoog_output = text  # type: ignore[attr-defined]
     return Markup(text) if context.eval_ctx.autoescape else text  # noqa: S704 - rendered by our sandbox, escaped there
 
 

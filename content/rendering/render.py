@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils.translation import gettext as _
-from jinja2 import Template, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError
 
 from content.rendering.environment import (
@@ -106,7 +106,11 @@ def build_template(environment: TemplateEnvironment, source: str | bytes) -> Bui
         raise TemplateSourceError([Problem(line, column_of(text, line, r"\|\s*(\w+)"), error.message or "")]) from error
     except (RecursionError, MemoryError, SyntaxError) as error:
         raise TemplateSourceError([Problem(1, 1, _("The template is nested too deeply."))]) from error
-    return Built(environment.template_class.from_code(environment, code, environment.make_globals(None)), references)
+    template = environment.template_class.from_code(environment, code, environment.make_globals(None))
+    # A block that reads nothing (no variable, no function, no other block), such as a header,
+    # renders the same for everyone: render_block renders it once and keeps its output.
+    template.dialoog_static = not references and not meta.find_undeclared_variables(tree)  # type: ignore[attr-defined]
+    return Built(template, references)
 
 
 def compile_template(
