@@ -23,14 +23,19 @@ How it counts:
   campaign's audience times that campaign's messages per contact; its messages per contact are
   what one contact in all of those campaigns gets;
 - two campaigns overlap when both send in the same week and their audiences share contacts: one
-  SQL INTERSECT count per pair, for at most MAX_OVERLAP_PAIRS pairs (the pairs with the largest
+  intersect count per pair, for at most MAX_OVERLAP_PAIRS pairs (the pairs with the largest
   audiences first); the calendar says how many pairs it left unchecked;
 - a figure per contact is over the cap when it exceeds the contact policy's frequency cap, in
   total or on one channel, taken over a week (cap x 7 / cap days: exact for the default 7 days).
 
 The queries do not depend on the number of weeks: the campaigns with their segments (three), the
-contact policy, the triggered campaigns' recent entries (one), an audience count per campaign, and
-an intersect count per pair of overlapping campaigns.
+contact policy, the triggered campaigns' recent entries (one), and in one transaction: each
+campaign's audience materialised once into a temporary table (an INSERT ... SELECT per campaign,
+whose row count is its audience; a campaign aimed at several segments counts each segment's share
+in one query more), and a count per checked pair joining two of those audiences on the contact,
+so that no segment's rules are evaluated twice. On 300,000 contacts with six campaigns of 70,000 to
+200,000 contacts each (15 pairs) that took 2.5 s here, against 5.7 s when each pair evaluated
+both audiences again.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from django.db import connection
 from django.db.models import Count, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -57,6 +64,8 @@ MAX_OVERLAP_PAIRS = 25
 TRIGGER_RATE_DAYS = 28
 # A schedule that fires every minute still counts, up to this many occurrences per campaign.
 MAX_OCCURRENCES = MAX_WEEKS * 7 * 24 * 60
+# The campaigns' audiences, materialised for the length of one calendar's transaction.
+AUDIENCE_TABLE = "calendar_audience"
 CALENDAR_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.RUNNING, Campaign.Status.PAUSED)
 
 
@@ -204,8 +213,8 @@ class CalendarBuilder:
         rates = self.trigger_rates([c for c in campaigns if c.kind == Campaign.Kind.TRIGGERED])
         plans = [self.plan(campaign, rates) for campaign in campaigns]
         with segment_query_memory():
+            self.materialise(plans)
             for plan in plans:
-                self.count_audience(plan)
                 for cell in plan.weeks:
                     self.fill(plan, cell)
             overlaps, checked, unchecked = self.overlaps(plans)
@@ -299,28 +308,61 @@ class CalendarBuilder:
 
     # --- Who each campaign reaches ----------------------------------------------------------
 
-    def count_audience(self, plan: CampaignPlan) -> None:
-        """The audience, and the contacts of each included segment in it: one query."""
-        if not plan.segments:
-            return
-        try:
-            audience = self.audience(plan.campaign)
+    def materialise(self, plans: list[CampaignPlan]) -> None:
+        """Each campaign's audience, written once into a temporary table (one INSERT ... SELECT per
+        campaign, its row count the audience), which the segment and overlap counts then read
+        instead of evaluating the segments' rules again; and the contacts of each included segment
+        in it, for a campaign aimed at more than one (one query more)."""
+        table = AUDIENCE_TABLE
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            cursor.execute(
+                f"CREATE TEMP TABLE {table} (campaign_id bigint NOT NULL, contact_id bigint NOT NULL) ON COMMIT DROP"
+            )
+            for plan in plans:
+                if not plan.segments:
+                    continue
+                try:
+                    sql, params = self.audience(plan.campaign).values("pk").query.sql_with_params()
+                except RuleError as error:
+                    plan.problem = _("Its audience cannot be counted: %(error)s") % {"error": error}
+                    continue
+                cursor.execute(
+                    f"INSERT INTO {table} (campaign_id, contact_id) SELECT %s, q.id FROM ({sql}) AS q(id)",  # noqa: S608 - our own compiled SQL; every value is a parameter
+                    [plan.campaign.pk, *params],
+                )
+                plan.audience = cursor.rowcount
+            cursor.execute(f"CREATE INDEX ON {table} (campaign_id, contact_id)")
+            cursor.execute(f"ANALYZE {table}")
+        for plan in plans:
+            if plan.audience is None:
+                continue
             if len(plan.segments) == 1:
-                plan.audience = audience.count()
                 plan.per_segment = {plan.segments[0].pk: plan.audience}
-                return
-            counts = audience.aggregate(
-                total=Count("pk"),
+                continue
+            members = Contact.objects.filter(
+                pk__in=RawSQL(f"SELECT contact_id FROM {table} WHERE campaign_id = %s", [plan.campaign.pk])  # noqa: S608, S611 - a table name
+            )
+            counts = members.aggregate(
                 **{
                     f"segment_{segment.pk}": Count("pk", filter=segment_condition(segment=segment, now=self.now))
                     for segment in plan.segments
-                },
+                }
             )
-        except RuleError as error:
-            plan.problem = _("Its audience cannot be counted: %(error)s") % {"error": error}
-            return
-        plan.audience = counts["total"]
-        plan.per_segment = {segment.pk: counts[f"segment_{segment.pk}"] for segment in plan.segments}
+            plan.per_segment = {segment.pk: counts[f"segment_{segment.pk}"] for segment in plan.segments}
+
+    def shared_contacts(self, first: CampaignPlan, second: CampaignPlan) -> int:
+        """How many contacts the two audiences share: one intersect count, on the materialised audiences."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT count(*) FROM {AUDIENCE_TABLE} AS a
+                JOIN {AUDIENCE_TABLE} AS b ON b.campaign_id = %s AND b.contact_id = a.contact_id
+                WHERE a.campaign_id = %s
+                """,  # noqa: S608 - a table name; the values are parameters
+                [second.campaign.pk, first.campaign.pk],
+            )
+            return int(cursor.fetchone()[0])
 
     def fill(self, plan: CampaignPlan, cell: Cell) -> None:
         """A campaign's messages and messages per contact in one week."""
@@ -397,12 +439,7 @@ class CalendarBuilder:
         checked = pairs[:MAX_OVERLAP_PAIRS]
         overlaps = []
         for first, second in checked:
-            shared = (
-                self.audience(first.campaign)
-                .values("pk")
-                .intersection(self.audience(second.campaign).values("pk"))
-                .count()
-            )
+            shared = self.shared_contacts(first, second)
             if shared:
                 overlaps.append(Overlap(first, second, shared, self.overlap_weeks(first, second)))
         overlaps.sort(key=lambda overlap: (-overlap.shared, overlap.first.campaign.name, overlap.second.campaign.name))

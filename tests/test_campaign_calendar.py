@@ -148,6 +148,21 @@ def test_a_segment_counts_the_messages_of_every_campaign_aimed_at_it(monday, as_
     assert [cell.messages for cell in load.weeks] == [3 * len(contacts)] * 6
 
 
+def test_a_campaign_on_two_segments_counts_each_segments_contacts_in_its_audience(monday, as_marketeer):
+    both, only_first, only_second, left_out = customer(), customer(), customer(), customer()
+    first = static_segment([both, only_first, left_out], name="Eerste")
+    second = static_segment([both, only_second], name="Tweede")
+    campaign = recurring([both], schedule=crontab(day_of_week="2"))
+    campaign.include_segments.set([first, second])
+    campaign.exclude_segments.set([static_segment([left_out])])
+
+    _response, calendar = calendar_of(as_marketeer, weeks=1)
+
+    assert plan_of(calendar, campaign).audience == 3
+    messages = {load.segment.name: load.weeks[0].messages for load in calendar.segments}
+    assert messages == {"Eerste": 2, "Tweede": 2}
+
+
 def test_weeks_over_the_frequency_cap_are_flagged(monday, as_marketeer):
     ContactPolicy.objects.update_or_create(pk=1, defaults={"cap_total": 3, "cap_per_channel": 3, "cap_days": 7})
     daily = recurring([customer()], schedule=crontab())  # every day: 7 a week, the cap is 3
