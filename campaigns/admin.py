@@ -1,27 +1,42 @@
 """The campaign admin: the campaign page in the marketeer's order, saved through the services,
-with buttons that activate, pause, resume and cancel it, and what its runs planned and sent."""
+with buttons that test-send, activate, pause, resume and cancel it; what it planned, sent and
+achieved (audience, progress, funnel, uplift); its print files and call list to download; and
+the campaign calendar with the contact pressure of everything that is planned."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import slugify
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from audiences.models import Contact
+from audiences.segments import RuleError
+from campaigns.channels.callcenter import call_list_csv
+from campaigns.channels.direct_mail import print_file
 from campaigns.models import (
     CallListItem,
     Campaign,
+    CampaignRun,
     CampaignVariant,
     ContactPolicy,
     Delivery,
+    DeliveryChannel,
     Suppression,
 )
+from campaigns.pressure import DEFAULT_WEEKS, MAX_OVERLAP_PAIRS, MAX_WEEKS, campaign_calendar
+from campaigns.selectors import campaign_audience, campaign_funnel, campaign_progress, campaign_run_totals
 from campaigns.services import (
     campaign_activate,
     campaign_cancel,
@@ -32,6 +47,8 @@ from campaigns.services import (
 )
 from campaigns.services.lifecycle import EDITABLE_FIELDS, TRANSITIONS
 from campaigns.services.policies import contact_policy
+from campaigns.services.test_send import MAX_ADDRESSES, campaign_test_contact, campaign_test_send
+from content.forms import add_service_errors
 from dialoog.admin_site import WellFormedInitialMixin
 from goals.admin.common import ServiceForm, ServiceFormAdmin
 from goals.admin.display import uplifts_html
@@ -95,10 +112,104 @@ def allowed_actions(campaign: Campaign) -> list[str]:
     return allowed
 
 
+# Why a contact was left out when a run was planned, and why a delivery waits, failed or was held back.
+REASONS = {
+    "no_consent": _("no consent for the channel"),
+    "no_address": _("no address for the channel"),
+    "suppressed": _("the address bounced or complained before"),
+    "frequency_cap": _("frequency cap"),
+    "quiet_hours": _("quiet hours"),
+    "throttled": _("throttled"),
+    "transient_error": _("a temporary error: tried again"),
+    "permanent_error": _("refused by the channel"),
+    "retries_exhausted": _("failed after every retry"),
+    "render_error": _("the template could not be rendered"),
+    "erased": _("the contact was erased or merged"),
+    "global_control": _("in the global control group"),
+    "hard_bounce": _("hard bounce"),
+    "complaint": _("complaint"),
+    "unknown": _("no reason recorded"),
+}
+FINAL_STATUSES = (Campaign.Status.COMPLETED, Campaign.Status.CANCELLED)
+FILE_RUNS = 10  # the print files of the latest runs
+
+
+def reasons_list(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """(label, count), the largest first."""
+    return [
+        (str(REASONS.get(reason, reason.replace("_", " "))), count)
+        for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
+def share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "\u2013"
+
+
+def channel_label(channel: str) -> str:
+    return str(DeliveryChannel(channel).label) if channel in DeliveryChannel.values else channel
+
+
+def campaign_figures(campaign: Campaign) -> dict[str, Any]:
+    """What the campaign page shows above its form: the audience, the progress and the funnel."""
+    figures: dict[str, Any] = {"totals": campaign_run_totals(campaign=campaign)}
+    figures["excluded"] = reasons_list(figures["totals"]["excluded"])
+    if campaign.status not in FINAL_STATUSES and campaign.include_segments.exists():
+        try:
+            figures["audience_now"] = campaign_audience(campaign=campaign).count()
+        except RuleError as error:
+            figures["audience_problem"] = str(error)
+    progress = list(campaign_progress(campaign=campaign).values())
+    figures["progress"] = [
+        {
+            "label": channel_label(row.channel),
+            "row": row,
+            "waiting": reasons_list(row.waiting_by_reason),
+            "failed": reasons_list(row.failed_by_reason),
+            "held_back": reasons_list(row.held_back_by_reason),
+            "delivered": share(row.delivered, row.sent),
+            "opened": share(row.opened, row.sent),
+            "clicked": share(row.clicked, row.sent),
+        }
+        for row in progress
+    ]
+    funnel = campaign_funnel(campaign=campaign)
+    figures["funnel"] = {
+        **funnel,
+        "delivered_share": share(funnel["delivered"], funnel["sent"]),
+        "opened_share": share(funnel["opened"], funnel["sent"]),
+        "clicked_share": share(funnel["clicked"], funnel["sent"]),
+        "converted_share": share(funnel["converted"], funnel["sent"]),
+    }
+    return figures
+
+
+class CampaignTestSendForm(forms.Form):
+    addresses = forms.CharField(
+        label=_("Send to"),
+        strip=False,  # the line numbers in the errors are the lines as typed
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 50, "class": "vLargeTextField", "spellcheck": "false"}),
+    )
+    contact = forms.CharField(
+        label=_("Personalise as"),
+        required=False,
+        max_length=254,
+        help_text=_("A contact's email address, phone number, customer number or contact key."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["addresses"].help_text = gettext(
+            "Email addresses and phone numbers, one a line, at most %(max)s: an email address gets the "
+            "campaign's email, a phone number its SMS."
+        ) % {"max": MAX_ADDRESSES}
+
+
 @admin.register(Campaign)
 class CampaignAdmin(WellFormedInitialMixin, ServiceFormAdmin):
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
+    change_list_template = "admin/campaigns/campaign/change_list.html"
     list_display = ["name", "kind", "status", "goal", "channel_list", "created_at"]
     list_filter = ["status", "kind"]
     list_select_related = ["goal"]
@@ -143,7 +254,7 @@ class CampaignAdmin(WellFormedInitialMixin, ServiceFormAdmin):
     ]
 
     class Media:
-        css = {"all": ["goals/goals.css"]}
+        css = {"all": ["goals/goals.css", "campaigns/campaigns.css"]}
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = list(super().get_fieldsets(request, obj))
@@ -220,12 +331,29 @@ class CampaignAdmin(WellFormedInitialMixin, ServiceFormAdmin):
         return format_html("<table>{}{}</table>", header, body)
 
     def get_urls(self):
+        view = self.admin_site.admin_view
         own = [
+            path("calendar/", view(require_safe(self.calendar_view)), name="campaigns_campaign_calendar"),
             path(
                 "<int:object_id>/status/<str:action>/",
-                self.admin_site.admin_view(require_POST(self.status_view)),
+                view(require_POST(self.status_view)),
                 name="campaigns_campaign_status",
-            )
+            ),
+            path(
+                "<int:object_id>/test-send/",
+                view(require_http_methods(["GET", "HEAD", "POST"])(self.test_send_view)),
+                name="campaigns_campaign_test_send",
+            ),
+            path(
+                "<int:object_id>/runs/<int:run_id>/print-file.csv",
+                view(require_safe(self.print_file_view)),
+                name="campaigns_campaign_print_file",
+            ),
+            path(
+                "<int:object_id>/call-list.csv",
+                view(require_safe(self.call_list_view)),
+                name="campaigns_campaign_call_list",
+            ),
         ]
         return own + super().get_urls()
 
@@ -262,12 +390,192 @@ class CampaignAdmin(WellFormedInitialMixin, ServiceFormAdmin):
         return redirect(reverse("admin:campaigns_campaign_change", args=[object_id]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["campaign_figures"] = campaign_figures(obj)
+            context["campaign_files"] = self.files(request, obj)
         if obj is not None and self.has_change_permission(request, obj):
             context["status_actions"] = [
                 (reverse("admin:campaigns_campaign_status", args=[obj.pk, action]), ACTIONS[action][1])
                 for action in allowed_actions(obj)
             ]
+            context["test_send_url"] = reverse("admin:campaigns_campaign_test_send", args=[obj.pk])
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Files to download ----------------------------------------------------------------------
+
+    def may_download(self, request, campaign: Campaign) -> bool:
+        """Print files and call lists hold names, addresses and phone numbers: for those who may see
+        the campaign and the contacts."""
+        return self.has_view_permission(request, campaign) and request.user.has_perm("audiences.view_contact")
+
+    def files(self, request, campaign: Campaign) -> dict[str, Any] | None:
+        """The links to the campaign's print files (per run) and call list, when it uses those channels."""
+        uses_mail = DeliveryChannel.DIRECT_MAIL in campaign.channels
+        uses_calls = DeliveryChannel.CALLCENTER in campaign.channels
+        if not (uses_mail or uses_calls) or not self.may_download(request, campaign):
+            return None
+        files: dict[str, Any] = {"print_files": [], "call_lists": []}
+        if uses_mail:
+            runs = campaign.runs.filter(planned_at__isnull=False).order_by("-scheduled_for")[:FILE_RUNS]
+            files["print_files"] = [
+                (run, reverse("admin:campaigns_campaign_print_file", args=[campaign.pk, run.pk])) for run in runs
+            ]
+        if uses_calls:
+            url = reverse("admin:campaigns_campaign_call_list", args=[campaign.pk])
+            files["call_lists"] = [
+                (gettext("Call list: the calls still to make (CSV)"), f"{url}?status={CallListItem.Status.OPEN}"),
+                (gettext("Call list: the calls made (CSV)"), f"{url}?status={CallListItem.Status.DONE}"),
+            ]
+        return files
+
+    def print_file_view(self, request, object_id: int, run_id: int):
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        if not self.may_download(request, campaign):
+            raise PermissionDenied
+        run = get_object_or_404(CampaignRun, pk=run_id, campaign=campaign)
+        if DeliveryChannel.DIRECT_MAIL not in campaign.channels:
+            return HttpResponseBadRequest(gettext("This campaign sends no direct mail: it has no print file."))
+        return csv_download(print_file(run=run), f"{slugify(campaign.name) or 'campaign'}-run-{run.pk}-print-file.csv")
+
+    def call_list_view(self, request, object_id: int):
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        if not self.may_download(request, campaign):
+            raise PermissionDenied
+        status = request.GET.get("status", CallListItem.Status.OPEN)
+        if status not in CallListItem.Status.values:
+            return HttpResponseBadRequest(
+                gettext("Status: choose one of %(known)s.") % {"known": ", ".join(CallListItem.Status.values)}
+            )
+        return csv_download(
+            call_list_csv(campaign=campaign, status=status),
+            f"{slugify(campaign.name) or 'campaign'}-call-list-{status}.csv",
+        )
+
+    # --- Test-send --------------------------------------------------------------------------------
+
+    def test_send_view(self, request, object_id: int):
+        """A small form: addresses, and whom to personalise as; POST sends the test through the service."""
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        if not self.has_change_permission(request, campaign):
+            raise PermissionDenied
+        can_pick = request.user.has_perm("audiences.view_contact")
+        form = CampaignTestSendForm(request.POST or None, initial={"addresses": request.user.email})
+        if not can_pick:
+            del form.fields["contact"]
+        if request.method == "POST" and form.is_valid():
+            contact = self.picked_contact(request, form) if can_pick else None
+            if not form.errors:
+                try:
+                    outcomes = campaign_test_send(
+                        campaign=campaign,
+                        addresses=form.cleaned_data["addresses"].splitlines(),
+                        contact=contact,
+                        user=request.user,
+                    )
+                except ValidationError as error:
+                    add_service_errors(form, error)
+                else:
+                    self.report_test(request, campaign, outcomes)
+                    return redirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+        sample = campaign_test_contact(campaign=campaign)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": campaign,
+            "title": gettext("Test-send “%(campaign)s”") % {"campaign": campaign},
+            "form": form,
+            "sample": sample,
+            "untestable": [
+                channel_label(channel)
+                for channel in campaign.channels
+                if channel not in (DeliveryChannel.EMAIL, DeliveryChannel.SMS)
+            ],
+            "change_url": reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+            "max_addresses": MAX_ADDRESSES,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/test_send.html", context)
+
+    def picked_contact(self, request, form: CampaignTestSendForm) -> Contact | None:
+        """The contact the form names, found as the contact list finds them (exact matches only)."""
+        term = form.cleaned_data.get("contact", "").strip()
+        if not term:
+            return None
+        contact_admin = self.admin_site.get_model_admin(Contact)
+        found, _distinct = contact_admin.get_search_results(
+            request, Contact.objects.filter(erased_at__isnull=True), term
+        )
+        matches = list(found.order_by("pk")[:2])
+        if not matches:
+            form.add_error("contact", gettext("No contact has “%(term)s”.") % {"term": term})
+            return None
+        if len(matches) > 1:
+            form.add_error(
+                "contact", gettext("More than one contact has “%(term)s”: give their contact key.") % {"term": term}
+            )
+            return None
+        return matches[0]
+
+    def report_test(self, request, campaign: Campaign, outcomes) -> None:
+        for outcome in outcomes:
+            values = {
+                "to": outcome.address,
+                "channel": channel_label(outcome.channel),
+                "variant": outcome.variant,
+                "subject": outcome.subject,
+                "detail": outcome.detail,
+            }
+            if outcome.sent:
+                text = gettext("Test sent to %(to)s (%(channel)s).") % values
+                if outcome.subject:
+                    text += " " + gettext("Subject: %(subject)s") % values
+                self.message_user(request, text, messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, gettext("The test to %(to)s (%(channel)s) failed: %(detail)s") % values, messages.ERROR
+                )
+        sent = sorted({outcome.address for outcome in outcomes if outcome.sent})
+        if sent:
+            self.log_change(request, campaign, gettext("Sent a test to %(to)s.") % {"to": ", ".join(sent)})
+
+    # --- The calendar -------------------------------------------------------------------------------
+
+    def calendar_view(self, request):
+        """Every planned campaign over the coming weeks, with the contact pressure it adds."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        weeks, problem = DEFAULT_WEEKS, ""
+        asked = request.GET.get("weeks", "").strip()
+        if asked:
+            try:
+                weeks = int(asked)
+            except ValueError:
+                weeks = 0
+            if not 1 <= weeks <= MAX_WEEKS:
+                problem = gettext("Weeks: give a whole number from 1 to %(max)s; showing %(default)s.") % {
+                    "max": MAX_WEEKS,
+                    "default": DEFAULT_WEEKS,
+                }
+                weeks = DEFAULT_WEEKS
+        calendar = campaign_calendar(weeks=weeks)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Campaign calendar"),
+            "calendar": calendar,
+            "weeks": weeks,
+            "max_weeks": MAX_WEEKS,
+            "max_pairs": MAX_OVERLAP_PAIRS,
+            "weeks_problem": problem,
+            "policy_url": reverse("admin:campaigns_contactpolicy_changelist"),
+            "may_change_policy": request.user.has_perm("campaigns.view_contactpolicy"),
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/calendar.html", context)
+
+
+def csv_download(content: str, filename: str) -> HttpResponse:
+    response = HttpResponse(content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 @admin.register(ContactPolicy)

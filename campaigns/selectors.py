@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet, Value
+from django.db import connection
+from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audiences.models import Contact, Event
 from audiences.selectors.segments import segment_condition
-from campaigns.models import Campaign, CampaignVariant, Delivery
+from campaigns.models import Campaign, CampaignRun, CampaignVariant, Delivery
 from content.models import Message
 from goals.models import Experiment
 
@@ -177,4 +179,85 @@ def campaigns_progress(*, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
     for campaign_id, status, count in counts:
         if status in part_of:
             progress[campaign_id][part_of[status]] += count
+    return progress
+
+
+def campaign_run_totals(*, campaign: Campaign) -> dict[str, Any]:
+    """What the campaign's runs planned, over all of them: how many runs, the deliveries to send,
+    the holdout, and the contacts left out by reason. Two queries whatever the number of runs."""
+    totals = CampaignRun.objects.filter(campaign_id=campaign.pk).aggregate(
+        runs=Count("pk"), planned=Coalesce(Sum("planned"), 0), held_out=Coalesce(Sum("held_out"), 0)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT e.key, SUM(CASE WHEN jsonb_typeof(e.value) = 'number' THEN (e.value)::numeric ELSE 0 END)
+            FROM {CampaignRun._meta.db_table} AS r CROSS JOIN LATERAL jsonb_each(r.excluded) AS e
+            WHERE r.campaign_id = %s AND jsonb_typeof(r.excluded) = 'object'
+            GROUP BY e.key ORDER BY e.key
+            """,  # noqa: S608 - a table name; the value is a parameter
+            [campaign.pk],
+        )
+        excluded = {reason: int(count) for reason, count in cursor.fetchall()}
+    return {**totals, "excluded": excluded, "excluded_total": sum(excluded.values())}
+
+
+@dataclass
+class ChannelProgress:
+    """A campaign's deliveries over one channel, by where they are."""
+
+    channel: str
+    holdout: int = 0
+    queued: int = 0  # still to send (waiting ones included)
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    held_back: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    waiting_by_reason: dict[str, int] = field(default_factory=dict)  # queued for later: quiet hours, throttled...
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    held_back_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def campaign_progress(*, campaign: Campaign) -> dict[str, ChannelProgress]:
+    """The campaign's deliveries per channel (in the campaign's channel order): queued, sending,
+    sent, failed and held back, with the reasons, and of the sent the delivered, opened and
+    clicked. One query, grouped by channel, status and reason."""
+    rows = (
+        Delivery.objects.filter(campaign_id=campaign.pk)
+        .values_list("channel", "status", "reason")
+        .annotate(
+            count=Count("pk"),
+            delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+            opened=Count("pk", filter=Q(opened_at__isnull=False)),
+            clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+        )
+        .order_by()
+    )
+    progress = {channel: ChannelProgress(channel) for channel in campaign.channels}
+    for channel, status, reason, count, delivered, opened, clicked in rows:
+        found = progress.setdefault(channel, ChannelProgress(channel))
+        if status == Delivery.Status.HOLDOUT:
+            found.holdout += count
+        elif status == Delivery.Status.QUEUED:
+            found.queued += count
+            if reason:
+                found.waiting_by_reason[reason] = found.waiting_by_reason.get(reason, 0) + count
+        elif status == Delivery.Status.SENDING:
+            found.sending += count
+        elif status == Delivery.Status.SENT:
+            found.sent += count
+            found.delivered += delivered
+            found.opened += opened
+            found.clicked += clicked
+        elif status == Delivery.Status.FAILED:
+            found.failed += count
+            found.failed_by_reason[reason or "unknown"] = found.failed_by_reason.get(reason or "unknown", 0) + count
+        elif status == Delivery.Status.HELD_BACK:
+            found.held_back += count
+            found.held_back_by_reason[reason or "unknown"] = (
+                found.held_back_by_reason.get(reason or "unknown", 0) + count
+            )
     return progress
