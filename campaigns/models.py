@@ -337,7 +337,12 @@ class Delivery(models.Model):
         FAILED = "failed", _("Failed")
         HELD_BACK = "held_back", _("Held back")
 
-    run = models.ForeignKey(CampaignRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    # No constraint in the database: a run plans a million deliveries in one INSERT, and PostgreSQL
+    # would check each row's run with a trigger at commit (seconds per million). Only run_plan
+    # writes deliveries, for the run it holds locked; deleting a run deletes them through the ORM.
+    run = models.ForeignKey(
+        CampaignRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False
+    )
     campaign = models.ForeignKey(
         Campaign, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False
     )

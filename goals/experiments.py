@@ -295,6 +295,7 @@ def experiment_assign(
             SELECT %s, id, CASE WHEN bucket < %s THEN %s ELSE %s END, %s
             FROM candidates
             WHERE NOT excluded
+            ORDER BY id  -- in the indexes' order: each row goes to their right-hand edge
             ON CONFLICT (experiment_id, contact_id) DO NOTHING
             RETURNING "group"
         )

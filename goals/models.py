@@ -297,8 +297,17 @@ class Experiment(TimeStampedModel):
 class Assignment(models.Model):
     """A contact of a campaign's audience, in the treatment or the holdout, from the moment it was planned."""
 
+    # No constraints in the database: a campaign's planning assigns a million contacts in one
+    # INSERT, and PostgreSQL would check both keys of each row with a trigger at commit (seconds
+    # per million). Assignments are written by experiment_assign only, for contacts it reads in the
+    # same statement; experiments and contacts are deleted through the ORM, which cascades.
     experiment = models.ForeignKey(
-        Experiment, on_delete=models.CASCADE, related_name="assignments", verbose_name=_("campaign measurement")
+        Experiment,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        verbose_name=_("campaign measurement"),
+        db_index=False,  # assignment_once starts with it
+        db_constraint=False,
     )
     contact = models.ForeignKey(
         "audiences.Contact",
@@ -306,6 +315,7 @@ class Assignment(models.Model):
         related_name="+",
         verbose_name=_("contact"),
         db_index=False,  # see Meta.indexes
+        db_constraint=False,
     )
     group = models.CharField(_("group"), max_length=16, choices=Experiment.Group.choices)
     assigned_at = models.DateTimeField(_("assigned at"))
