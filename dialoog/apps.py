@@ -19,6 +19,8 @@ class DialoogConfig(AppConfig):
     verbose_name = _("Dialoog")
 
     def ready(self) -> None:
+        from dialoog import lookups  # noqa: F401 - registers field__any
+
         # Keeps the roles complete when later migrations add models.
         post_migrate.connect(_roles_after_migrate, sender=self, dispatch_uid="dialoog.roles_sync")
 

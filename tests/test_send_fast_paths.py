@@ -122,3 +122,23 @@ def test_the_file_backend_writes_each_message_once_as_json(tmp_path):
     assert json.loads((tmp_path / "again" / "dialoog-delivery-5.json").read_text()) == json.loads(
         json.dumps(asdict(message), default=str)
     )
+
+
+@pytest.mark.django_db
+def test_the_any_lookup_takes_the_ids_as_one_array_for_fields_and_foreign_keys():
+    from audiences.models import Contact, Identity
+    from tests.factories import ContactFactory, IdentityFactory
+
+    first, second, third = ContactFactory(), ContactFactory(), ContactFactory()
+    IdentityFactory(contact=first, kind="email", value="een@example.nl")
+    IdentityFactory(contact=third, kind="email", value="drie@example.nl")
+
+    contacts = Contact.objects.filter(pk__any=[first.pk, third.pk])
+    identities = Identity.objects.filter(contact_id__any=[first.pk, second.pk])
+
+    assert set(contacts) == {first, third}
+    assert [identity.value for identity in identities] == ["een@example.nl"]
+    assert set(Identity.objects.filter(contact__any=[third.pk]).values_list("value", flat=True)) == {"drie@example.nl"}
+    assert not Contact.objects.filter(pk__any=[]).exists()
+    sql, params = contacts.query.sql_with_params()
+    assert "= ANY(" in sql and [first.pk, third.pk] in params

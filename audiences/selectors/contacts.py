@@ -40,9 +40,9 @@ def contact_profiles(*, contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]
     ids = list(contact_ids)
     profiles = {
         row["id"]: {**row, "scores": {}}
-        for row in Contact.objects.filter(pk__in=ids, erased_at__isnull=True).values(*PROFILE_FIELDS)
+        for row in Contact.objects.filter(pk__any=ids, erased_at__isnull=True).values(*PROFILE_FIELDS)
     }
-    for contact_id, name, value in Score.objects.filter(contact_id__in=list(profiles)).values_list(
+    for contact_id, name, value in Score.objects.filter(contact_id__any=list(profiles)).values_list(
         "contact_id", "name", "value"
     ):
         profiles[contact_id]["scores"][name] = value
@@ -80,7 +80,7 @@ def contact_addresses(*, contact_ids: Iterable[int], kind: str) -> dict[int, str
     query: the first one recorded when a contact has several. Contacts without one are left out."""
     found: dict[int, str] = {}
     for contact_id, value in (
-        Identity.objects.filter(contact_id__in=list(contact_ids), kind=kind)
+        Identity.objects.filter(contact_id__any=list(contact_ids), kind=kind)
         .order_by("pk")
         .values_list("contact_id", "value")
     ):
@@ -92,6 +92,6 @@ def contact_consents(*, contact_ids: Iterable[int], channel: str) -> set[int]:
     """The contacts, of these, whose current consent for `channel` is granted: one indexed query."""
     return set(
         Consent.objects.filter(
-            contact_id__in=list(contact_ids), channel=channel, status=ConsentChange.Status.GRANTED
+            contact_id__any=list(contact_ids), channel=channel, status=ConsentChange.Status.GRANTED
         ).values_list("contact_id", flat=True)
     )

@@ -60,7 +60,7 @@ def sent_counts(*, contact_ids: Iterable[int], since: dt.datetime) -> tuple[Coun
     total: Counter[int] = Counter()
     per_channel: Counter[tuple[int, str]] = Counter()
     rows = Delivery.objects.filter(
-        contact_id__in=list(contact_ids), status=Delivery.Status.SENT, sent_at__gte=since, channel__in=CAPPED_CHANNELS
+        contact_id__any=list(contact_ids), status=Delivery.Status.SENT, sent_at__gte=since, channel__in=CAPPED_CHANNELS
     ).values_list("contact_id", "channel")
     for contact_id, channel in rows:
         total[contact_id] += 1
@@ -70,7 +70,7 @@ def sent_counts(*, contact_ids: Iterable[int], since: dt.datetime) -> tuple[Coun
 
 def suppressed_addresses(*, channel: str, addresses: Iterable[str]) -> set[str]:
     return set(
-        Suppression.objects.filter(channel=channel, address__in=list(addresses)).values_list("address", flat=True)
+        Suppression.objects.filter(channel=channel, address__any=list(addresses)).values_list("address", flat=True)
     )
 
 
