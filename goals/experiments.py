@@ -273,23 +273,26 @@ def experiment_assign(
     and their assignment time (ON CONFLICT DO NOTHING), so planning again, or a recurring
     campaign's next run, only adds the audience's newcomers.
     """
-    try:
-        audience_sql, audience_params = contacts.values("pk").query.sql_with_params()
-    except EmptyResultSet:  # an audience that is empty by construction (pk__in=[]): nothing to do
-        return AssignResult(treatment=0, holdout=0, excluded=0)
     member = _global_control_member(global_control())
+    annotations = {
+        "bucket": Bucket(key=experiment.key),
+        "excluded": Value(False) if member is None else ExpressionWrapper(member, output_field=BooleanField()),
+    }
+    if contacts.query.is_sliced or contacts.query.distinct or contacts.query.combinator:
+        # Read through its ids: a slice, DISTINCT or a UNION cannot take the columns below.
+        contacts = Contact.objects.filter(pk__in=contacts.values("pk"))
     candidates = (
-        Contact.objects.filter(pk__in=RawSQL("SELECT id FROM audience", ()), erased_at__isnull=True)
-        .annotate(
-            bucket=Bucket(key=experiment.key),
-            excluded=Value(False) if member is None else ExpressionWrapper(member, output_field=BooleanField()),
-        )
+        contacts.filter(erased_at__isnull=True)
+        .annotate(**annotations)
+        .order_by()
         .values_list("pk", "bucket", "excluded")
     )
-    candidates_sql, candidates_params = candidates.query.sql_with_params()
+    try:
+        candidates_sql, candidates_params = candidates.query.sql_with_params()
+    except EmptyResultSet:  # an audience that is empty by construction (pk__in=[]): nothing to do
+        return AssignResult(treatment=0, holdout=0, excluded=0)
     sql = f"""
-        WITH audience (id) AS ({audience_sql}),
-        candidates (id, bucket, excluded) AS MATERIALIZED ({candidates_sql}),
+        WITH candidates (id, bucket, excluded) AS MATERIALIZED ({candidates_sql}),
         inserted AS (
             INSERT INTO {Assignment._meta.db_table} (experiment_id, contact_id, "group", assigned_at)
             SELECT %s, id, CASE WHEN bucket < %s THEN %s ELSE %s END, %s
@@ -305,7 +308,6 @@ def experiment_assign(
             (SELECT count(*) FROM candidates WHERE excluded)
     """  # noqa: S608 - the SQL is the ORM's own and a table name; every value is a parameter
     params = [
-        *audience_params,
         *candidates_params,
         experiment.pk,
         buckets_below(experiment.holdout_percent),
