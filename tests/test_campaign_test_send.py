@@ -163,7 +163,7 @@ def test_bad_addresses_are_refused_naming_the_line(as_marketeer, addresses, erro
     assert outbox() == []
 
 
-def test_an_email_address_for_a_campaign_without_email_is_refused(marketeer):
+def test_an_email_address_for_a_campaign_without_email_is_refused(marketeer, english):
     campaign = campaign_for([customer(phone=True, consent=("sms",))], channels=("sms",))
 
     with pytest.raises(ValidationError) as refused:
