@@ -133,8 +133,11 @@ def _still_ours(batch: DeliveryBatch, worker: str, now: dt.datetime) -> bool:
     )
 
 
-def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
-    """Leave the batch for later: what it did not send stays queued in it."""
+def _release(batch: DeliveryBatch, *, worker: str, now: dt.datetime) -> None:
+    """Leave the batch for later: what it did not send stays queued in it. Only while it is still
+    ours: a worker that stalled past its lease must not release the batch its successor now holds
+    (the dispatcher would hand it to a third worker, to send beside the second)."""
+    ours = DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatch.Status.CLAIMED, leased_by=worker[:200])
     remaining = Delivery.objects.filter(
         run_id=batch.run_id,
         contact_id__gte=batch.contact_from,
@@ -143,7 +146,7 @@ def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
     )
     if remaining.exists():
         retry_at = remaining.aggregate(first=Min("next_attempt_at"))["first"]
-        DeliveryBatch.objects.filter(pk=batch.pk).update(
+        ours.update(
             status=DeliveryBatch.Status.QUEUED,
             leased_by="",
             lease_expires_at=None,
@@ -151,9 +154,7 @@ def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
             not_before=retry_at if retry_at and retry_at > now else None,
         )
     else:
-        DeliveryBatch.objects.filter(pk=batch.pk).update(
-            status=DeliveryBatch.Status.DONE, lease_expires_at=None, done_at=now
-        )
+        ours.update(status=DeliveryBatch.Status.DONE, lease_expires_at=None, done_at=now)
 
 
 # --- Composing -----------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ class Sender:
                 self.send_chunk(deliveries[start : start + chunk_size], now)
         finally:
             self.close()
-        _release(self.batch, now=timezone.now())
+        _release(self.batch, worker=self.worker, now=timezone.now())
         return self.result
 
     def hold(self, records: list[Record], delivery: dict[str, Any], reason: str, detail: str = "") -> None:
