@@ -112,6 +112,26 @@ def subprocess_env(test_database_url) -> dict:
     )
 
 
+def celery_worker_command(*, name: str, queues: str) -> list[str]:
+    """The arguments (after the interpreter) of a real Celery worker for a test: the solo pool, a
+    hostname and queues of its own. Not --without-heartbeat: on RabbitMQ the solo pool's event loop
+    then sits for seconds on a message it has read already (celery/celery#2519); the heartbeat's
+    timer wakes it up."""
+    return [
+        "-m",
+        "celery",
+        "-A",
+        "dialoog",
+        "worker",
+        "--pool=solo",
+        f"--hostname={name}@%h",
+        f"--queues={queues}",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
 @pytest.fixture(scope="session")
 def celery_worker(subprocess_env, tmp_path_factory):
     """A real Celery worker process on the configured broker (filesystem or Redis), consuming
@@ -123,20 +143,7 @@ def celery_worker(subprocess_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with log.open("w") as log_file:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "dialoog",
-                "worker",
-                "--pool=solo",
-                f"--hostname={name}@%h",
-                f"--queues={queue}",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            [sys.executable, *celery_worker_command(name=name, queues=queue)],
             cwd=settings.BASE_DIR,
             env=subprocess_env,
             stdout=log_file,

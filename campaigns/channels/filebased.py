@@ -1,14 +1,19 @@
 """Writes each message as a JSON file named after its idempotency key, under a folder per channel.
 
-The file is created exclusively (O_EXCL): a message handed over a second time, by a worker that
-took over a batch whose first worker died after the hand-over but before recording it, finds its
-file there and is not written again, as a provider honouring an idempotency key would do.
+A message is written whole or not at all: into a temporary file first, then linked under its
+name, which fails when the name is taken. So a message handed over a second time, by a worker
+that took over a batch whose first worker died after the hand-over but before recording it,
+finds its file there and is not written again, as a provider honouring an idempotency key would
+do; and a worker killed (or a disk filling up) halfway through a write leaves no half a message
+under the name, only a temporary file, for the next attempt to write the message whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -32,18 +37,24 @@ class FileChannel(BaseChannel):
         for message in messages:
             path = self.folder / f"{message.idempotency_key}.json"
             try:
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                outcomes.append(Outcome.sent(message, provider_id=path.name))  # handed over before
-                continue
+                _write_once(path, json.dumps(_as_dict(message), default=str))
             except OSError as error:
                 outcomes.append(Outcome.transient(message, f"{type(error).__name__}: {error}"))
                 continue
-            # One write of the whole text: json.dump writes each of its pieces on its own.
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                file.write(json.dumps(_as_dict(message), default=str))
             outcomes.append(Outcome.sent(message, provider_id=path.name))
         return outcomes
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Write `text` under `path`, whole, unless a file is there: then it is this message, handed over before."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)  # one write of the whole text: json.dump writes each of its pieces on its own
+        with contextlib.suppress(FileExistsError):  # handed over before: the file there is this message
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 def _as_dict(message: OutboundMessage) -> dict[str, object]:

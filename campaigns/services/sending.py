@@ -139,8 +139,11 @@ def _still_ours(batch: DeliveryBatch, worker: str, now: dt.datetime) -> bool:
     )
 
 
-def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
-    """Leave the batch for later: what it did not send stays queued in it."""
+def _release(batch: DeliveryBatch, *, worker: str, now: dt.datetime) -> None:
+    """Leave the batch for later: what it did not send stays queued in it. Only while it is still
+    ours: a worker that stalled past its lease must not release the batch its successor now holds
+    (the dispatcher would hand it to a third worker, to send beside the second)."""
+    ours = DeliveryBatch.objects.filter(pk=batch.pk, status=DeliveryBatch.Status.CLAIMED, leased_by=worker[:200])
     remaining = Delivery.objects.filter(
         run_id=batch.run_id,
         contact_id__gte=batch.contact_from,
@@ -149,7 +152,7 @@ def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
     )
     if remaining.exists():
         retry_at = remaining.aggregate(first=Min("next_attempt_at"))["first"]
-        DeliveryBatch.objects.filter(pk=batch.pk).update(
+        ours.update(
             status=DeliveryBatch.Status.QUEUED,
             leased_by="",
             lease_expires_at=None,
@@ -157,9 +160,7 @@ def _release(batch: DeliveryBatch, *, now: dt.datetime) -> None:
             not_before=retry_at if retry_at and retry_at > now else None,
         )
     else:
-        DeliveryBatch.objects.filter(pk=batch.pk).update(
-            status=DeliveryBatch.Status.DONE, lease_expires_at=None, done_at=now
-        )
+        ours.update(status=DeliveryBatch.Status.DONE, lease_expires_at=None, done_at=now)
 
 
 # --- Composing -----------------------------------------------------------------------------------
@@ -398,7 +399,7 @@ class Sender:
                 self.send_piece(deliveries[start : start + piece], timezone.now())
         finally:
             self.close()
-        _release(self.batch, now=timezone.now())
+        _release(self.batch, worker=self.worker, now=timezone.now())
         return self.result
 
     def go_on(self) -> bool:

@@ -24,3 +24,10 @@ CAMPAIGN_CHANNELS = {
     channel: {"BACKEND": "campaigns.channels.locmem.LocmemChannel"}
     for channel in ("email", "sms", "callcenter", "direct_mail", "webhook")
 }
+# A test that starts real workers points their email channel elsewhere through the environment
+# (tests/test_campaign_workers.py: the file backend, slowed down, writing to a folder of its own).
+if env.str("CAMPAIGN_TEST_EMAIL_BACKEND", default=""):
+    CAMPAIGN_CHANNELS["email"] = {
+        "BACKEND": env.str("CAMPAIGN_TEST_EMAIL_BACKEND"),
+        "OPTIONS": env.json("CAMPAIGN_TEST_EMAIL_OPTIONS", default={}),
+    }
