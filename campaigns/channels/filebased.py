@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -47,7 +46,10 @@ class FileChannel(BaseChannel):
 
 def _write_once(path: Path, text: str) -> None:
     """Write `text` under `path`, whole, unless a file is there: then it is this message, handed over before."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    # A temporary name of this process's own (a process writes one message at a time): no random
+    # name to make per message, and a file left by a killed process is written over next time.
+    temporary = path.parent / f".{path.name}.{os.getpid()}.part"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)  # one write of the whole text: json.dump writes each of its pieces on its own
