@@ -31,3 +31,17 @@ class WellFormedInitialMixin:
                 except ValidationError:
                     initial.pop(field.name)
         return initial
+
+
+class RecordAdminMixin:
+    """A model admin for records that Dialoog writes itself (privacy requests, products learnt
+    from purchases): listed and read, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -24,6 +24,7 @@ from audiences.identities import InvalidIdentity, normalise_identity
 from audiences.models import Channel, Consent, ConsentChange, Contact, ContactMerge, Event, Identity, PrivacyRequest
 from audiences.selectors.contacts import contact_segments
 from audiences.services.contacts import contact_erase, contact_export, contact_merge, contact_unmerge
+from dialoog.admin_site import RecordAdminMixin
 from dialoog.counting import EstimatedCountPaginator
 
 TIMELINE_EVENTS = 50
@@ -295,20 +296,11 @@ class ContactMergeAdmin(admin.ModelAdmin):
 
 
 @admin.register(PrivacyRequest)
-class PrivacyRequestAdmin(admin.ModelAdmin):
+class PrivacyRequestAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ["kind", "contact_key", "requested_by", "carried_out_at", "note"]
     list_filter = ["kind"]
     search_fields = ["=contact_key"]
     list_select_related = ["requested_by"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Event)

@@ -8,10 +8,11 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from audiences.models import Product
+from dialoog.admin_site import RecordAdminMixin
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ["name", "category", "price", "buyers", "orders", "refreshed_at"]
     list_filter = ["category"]
     search_fields = ["name"]
@@ -30,12 +31,3 @@ class ProductAdmin(admin.ModelAdmin):
                 for pair in pairs
             ),
         ) or gettext("Nothing yet.")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
