@@ -274,16 +274,13 @@ def experiment_assign(
     campaign's next run, only adds the audience's newcomers.
     """
     member = _global_control_member(global_control())
-    annotations = {
-        "bucket": Bucket(key=experiment.key),
-        "excluded": Value(False) if member is None else ExpressionWrapper(member, output_field=BooleanField()),
-    }
+    excluded = Value(False) if member is None else ExpressionWrapper(member, output_field=BooleanField())
     if contacts.query.is_sliced or contacts.query.distinct or contacts.query.combinator:
         # Read through its ids: a slice, DISTINCT or a UNION cannot take the columns below.
         contacts = Contact.objects.filter(pk__in=contacts.values("pk"))
     candidates = (
         contacts.filter(erased_at__isnull=True)
-        .annotate(**annotations)
+        .annotate(bucket=Bucket(key=experiment.key), excluded=excluded)
         .order_by()
         .values_list("pk", "bucket", "excluded")
     )
