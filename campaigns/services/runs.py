@@ -179,7 +179,7 @@ PLAN_SQL = """
                 ELSE '' END,
            '', 0, '', ''
     FROM {assignment} a
-    JOIN run_audience r ON r.id = a.contact_id{contact_join}
+    JOIN run_audience r ON r.id = a.contact_id
     CROSS JOIN unnest(%s::text[], %s::text[]) AS ch(channel, consent)
     LEFT JOIN audiences_consent cs ON cs.contact_id = a.contact_id AND cs.channel = ch.consent
     WHERE a.experiment_id = %s
@@ -259,7 +259,7 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
                 contacts=Contact.objects.filter(pk__in=RawSQL("SELECT id FROM run_audience", ())),
                 now=now,
             )
-            variant, variant_params = variant_sql(run=run)
+            variant, variant_params = variant_sql(run=run, contact_id="a.contact_id")
             channels = list(campaign.channels)
             consents = [CONSENT_CHANNEL.get(channel) for channel in channels]
             cursor.execute(
@@ -267,10 +267,6 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
                     delivery=Delivery._meta.db_table,
                     assignment=Assignment._meta.db_table,
                     variant=variant,
-                    # The contact's key splits the variants; without variants the join is a million lookups for nothing.
-                    contact_join="\n    JOIN audiences_contact c ON c.id = a.contact_id"
-                    if "c.contact_key" in variant
-                    else "",
                 ),
                 [
                     run.pk,

@@ -123,10 +123,11 @@ def variant_run_audience(*, run: CampaignRun, audience: QuerySet[Contact]) -> Qu
     return audience
 
 
-def variant_sql(*, run: CampaignRun) -> tuple[str, list]:
-    """SQL for each planned contact's variant (of the contact `c`), with its parameters: the winner
-    in the winner run; otherwise weighted, from a hash of the campaign and the contact's key, so the
-    same contact gets the same variant in every run. NULL for a campaign without variants."""
+def variant_sql(*, run: CampaignRun, contact_id: str) -> tuple[str, list]:
+    """SQL for each planned contact's variant (the contact whose id is in the column `contact_id`),
+    with its parameters: the winner in the winner run; otherwise weighted, from a hash of the
+    campaign and the contact's key (read only here: a campaign without variants reads no contact),
+    so the same contact gets the same variant in every run. NULL for a campaign without variants."""
     campaign = run.campaign
     if run.purpose == CampaignRun.Purpose.WINNER:
         winner = variant_winner_id(campaign=campaign)
@@ -142,7 +143,8 @@ def variant_sql(*, run: CampaignRun) -> tuple[str, list]:
         cases.append("WHEN v.bucket < %s THEN %s::bigint")
         params += [upper, pk]
     # abs() of the remainder, not of the hash: the same bucket, and the smallest bigint has no absolute value.
-    bucket = "abs(mod(hashtextextended(c.contact_key::text || ':' || %s::text, 0), %s))"
+    key = f"(SELECT c.contact_key FROM audiences_contact c WHERE c.id = {contact_id})"  # noqa: S608 - a column name
+    bucket = f"abs(mod(hashtextextended({key}::text || ':' || %s::text, 0), %s))"
     sql = f"(SELECT CASE {' '.join(cases)} END FROM (SELECT {bucket} AS bucket) v)"  # noqa: S608 - placeholders only
     return sql, [*params, campaign.pk, total]
 
