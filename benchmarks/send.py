@@ -45,7 +45,7 @@ from celery import shared_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from render import FOOTER, HEADER, create_database, emit, load, log, setup_django
+from render import create_database, emit, load, log, publish_blocks, setup_django
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "send"  # contacts of this benchmark carry attributes.benchmark = "send"
@@ -164,21 +164,10 @@ def audience_segment(ids: list[int]):
 
 def save_content():
     """The blocks and the email, saved and published as a marketeer would."""
-    from content.models import ContentBlock, Message, Template
-    from content.services import block_create, block_publish, block_version_create, template_version_create
+    from content.models import Message, Template
+    from content.services import template_version_create
 
-    for slug, body in (("header", HEADER), ("footer", FOOTER)):
-        block = ContentBlock.objects.filter(slug=slug).first()
-        if block is not None and block.published_version and block.published_version.body == body:
-            continue
-        version = (
-            block_version_create(block=block, body=body)
-            if block
-            else block_create(name=slug.title(), slug=slug, kind=slug, body=body)
-        )
-        if version.problems:
-            raise SystemExit(f"benchmark stopped: block {slug} has problems: {version.problems}")
-        block_publish(version=version)
+    publish_blocks()
     message, _created = Message.objects.get_or_create(name="Benchmark send: najaarsactie")
     template, _created = Template.objects.get_or_create(message=message, channel=Template.Channel.EMAIL)
     version = template.versions.order_by("-number").first()
