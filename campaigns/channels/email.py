@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
@@ -134,9 +135,27 @@ class EmailChannel(BaseChannel):
             return Outcome.permanent(message, text) if error.smtp_code >= 500 else Outcome.transient(message, text)
         except OSError as error:  # a timeout, a reset connection (smtplib's own errors are handled above)
             raise _ConnectionLost(f"{type(error).__name__}: {error}") from error
+        except AnymailRecipientsRefused as refused:  # an ESP: the address is invalid, bounced or unsubscribed there
+            return Outcome.permanent(message, _esp_error(refused))
+        except AnymailAPIError as error:  # an ESP's API: 5xx, 429 and no answer are for later, another 4xx is not
+            status = getattr(error, "status_code", None)
+            permanent = status is not None and 400 <= status < 500 and status != 429
+            text = _esp_error(error)
+            return Outcome.permanent(message, text) if permanent else Outcome.transient(message, text)
         if not taken:
             return Outcome.transient(message, "The email backend did not take the message.")
-        return Outcome.sent(message, provider_id=self.message_id(message))
+        # An ESP names the message by its own id, which its status reports carry; SMTP by our Message-ID.
+        esp_status = getattr(email, "anymail_status", None)
+        esp_id = getattr(esp_status, "message_id", None) if esp_status is not None else None
+        return Outcome.sent(message, provider_id=str(esp_id) if esp_id is not None else self.message_id(message))
+
+
+def _esp_error(error: Exception) -> str:
+    """What an ESP's error says (anymail's text may need the HTTP response it came with)."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:  # noqa: BLE001 - an error that cannot say what it is still is one
+        return f"{type(error).__name__} (status {getattr(error, 'status_code', None)})"
 
 
 def _text(answer: bytes | str) -> str:
