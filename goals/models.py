@@ -324,7 +324,8 @@ class Assignment(models.Model):
         verbose_name = _("assignment")
         verbose_name_plural = _("assignments")
         constraints = [
-            # Assigning again keeps the first assignment: INSERT ... ON CONFLICT DO NOTHING.
+            # Assigning again keeps the first assignment: experiment_assign inserts only the contacts
+            # that have none (NOT EXISTS, the experiment's assignments taking turns on an advisory lock).
             models.UniqueConstraint(fields=["experiment", "contact"], name="assignment_once"),
         ]
         indexes = [

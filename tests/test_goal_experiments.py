@@ -5,12 +5,14 @@ statistics of goals/statistics.py on the same numbers."""
 import datetime as dt
 import hashlib
 import math
+import threading
 import uuid
 import zoneinfo
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from audiences.models import Contact, Event, Segment, SegmentMember
@@ -25,6 +27,7 @@ from goals.experiments import (
     experiment_measure,
     experiment_recipients,
     experiment_record_sends,
+    experiment_split,
     experiments_measure,
     global_control,
     global_control_condition,
@@ -285,6 +288,65 @@ def test_assigning_holds_out_the_share_by_bucket_and_a_second_run_changes_nothin
 
     assert again == AssignResult(treatment=0, holdout=0, excluded=0)
     assert set(Assignment.objects.values_list("contact_id", "group", "assigned_at")) == rows
+
+
+def test_the_split_decides_each_contacts_group_by_its_bucket_and_keeps_the_global_control_group_out():
+    audience = make_contacts(1_500)
+    experiment = experiment_create(goal=GoalFactory(), name="Spring sale", holdout_percent=Decimal(20))
+    control = global_control_update(enabled=True, percent=Decimal(5), user=None)
+
+    rows = {
+        pk: (held_out, excluded)
+        for pk, held_out, excluded in experiment_split(experiment=experiment, contacts=audience)
+    }
+
+    assert len(rows) == 1_500
+    for contact in audience:
+        held_out, excluded = rows[contact.pk]
+        assert held_out == (holdout_bucket(key=experiment.key, contact_key=contact.contact_key) < 2_000)
+        assert excluded == (holdout_bucket(key=control.key, contact_key=contact.contact_key) < 500)
+    assert 0 < sum(excluded for _held_out, excluded in rows.values()) < 1_500
+
+    # What is assigned from the split is what the split said.
+    result = experiment_assign(experiment=experiment, contacts=audience, now=ASSIGNED)
+    groups = groups_of(experiment)
+    assert result.excluded == sum(excluded for _held_out, excluded in rows.values())
+    assert groups == {
+        pk: Experiment.Group.HOLDOUT if held_out else Experiment.Group.TREATMENT
+        for pk, (held_out, excluded) in rows.items()
+        if not excluded
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_assignments_to_one_experiment_at_once_assign_each_contact_once():
+    """Two runs of one campaign planned at the same moment, by two dispatchers: they take turns on the
+    experiment's lock, so the second finds the first's rows and neither fails on the unique key."""
+    first = make_contacts(600, tag="first")
+    second = make_contacts(600, tag="second")
+    everyone = Contact.objects.filter(last_name__in=["first", "second"])
+    experiment = experiment_create(goal=GoalFactory(), name="Spring sale")
+    start = threading.Barrier(2)
+    results, errors = [], []
+
+    def assign(contacts):
+        try:
+            start.wait(timeout=10)
+            results.append(experiment_assign(experiment=experiment, contacts=contacts, now=ASSIGNED))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=assign, args=(audience,)) for audience in (first | second, everyone)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert Assignment.objects.filter(experiment=experiment).count() == 1_200
+    assert sorted(result.treatment + result.holdout for result in results) == [0, 1_200]
 
 
 def test_once_contacts_are_assigned_the_holdout_can_no_longer_change(english):
