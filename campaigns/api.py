@@ -32,7 +32,7 @@ from audiences.api import JsonObjectField
 from audiences.models import Contact, Event, Segment
 from campaigns.models import Campaign, CampaignRun, CampaignVariant, Delivery, DeliveryChannel
 from campaigns.schedules import from_crontab, next_occurrences
-from campaigns.selectors import PROGRESS_STATUSES, campaign_funnel, campaigns_progress
+from campaigns.selectors import PROGRESS_STATUSES, campaign_deliveries, campaign_funnel, campaigns_progress
 from campaigns.services import (
     campaign_activate,
     campaign_cancel,
@@ -414,7 +414,7 @@ class CampaignViewSet(ActionPermissionsMixin, viewsets.ModelViewSet):
         if self.action == "runs":
             return CampaignRun.objects.filter(campaign_id=campaign_id).order_by("-scheduled_for", "-pk")
         if self.action == "deliveries":
-            return Delivery.objects.filter(campaign_id=campaign_id).annotate(
+            return campaign_deliveries(campaign_id=campaign_id).annotate(
                 # Not a join: a delivery outlives a contact merged away (no foreign key in the database).
                 contact_key=Subquery(Contact.objects.filter(pk=OuterRef("contact_id")).values("contact_key")[:1])
             )

@@ -278,8 +278,11 @@ class CampaignRun(models.Model):
             models.UniqueConstraint(fields=["campaign", "occurrence"], name="run_once_per_occurrence"),
         ]
         indexes = [
-            # The dispatcher claims due runs: status scheduled, scheduled_for <= now.
-            models.Index(fields=["scheduled_for"], condition=Q(status="scheduled"), name="run_due_idx"),
+            # The dispatcher claims due runs (scheduled, scheduled_for <= now) and resumes planning
+            # that was cut short.
+            models.Index(
+                fields=["scheduled_for"], condition=Q(status__in=["scheduled", "planning"]), name="run_due_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -343,15 +346,24 @@ class Delivery(models.Model):
     run = models.ForeignKey(
         CampaignRun, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False
     )
+    # Not indexed: a campaign's deliveries are read through its runs (delivery_once starts with the
+    # run), and deleting a campaign deletes them with its runs. An index on the campaign cost a
+    # second per million rows planned, and again on every status a worker records.
     campaign = models.ForeignKey(
-        Campaign, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False
+        Campaign, on_delete=models.DO_NOTHING, related_name="deliveries", db_index=False, db_constraint=False
     )
     contact = models.ForeignKey(
         "audiences.Contact", on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
     )
     channel = models.CharField(_("channel"), max_length=16, choices=DeliveryChannel.choices)
     variant = models.ForeignKey(
-        CampaignVariant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+        CampaignVariant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,  # see Meta.indexes: only the deliveries of an A/B/n test have one
     )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     reason = models.CharField(_("reason"), max_length=64, blank=True, help_text=_("Why it was held back or failed."))
@@ -369,16 +381,17 @@ class Delivery(models.Model):
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
         constraints = [
-            # The idempotency key of the whole send pipeline; batches read their contact range through it.
-            models.UniqueConstraint(fields=["run", "contact", "channel"], name="delivery_once"),
+            # The idempotency key of the whole send pipeline; batches read their contact range through
+            # it, and a campaign's progress counts its runs' deliveries by status from it alone.
+            models.UniqueConstraint(fields=["run", "contact", "channel"], include=["status"], name="delivery_once"),
         ]
         indexes = [
             # Frequency caps: a contact's messages sent in the last days, at send time.
             models.Index(
                 fields=["contact", "sent_at"], include=["channel"], condition=Q(status="sent"), name="delivery_sent_idx"
             ),
-            # The campaign page: progress and funnel per campaign.
-            models.Index(fields=["campaign", "status"], name="delivery_campaign_status_idx"),
+            # Setting a deleted variant's deliveries to none. Partial: most deliveries have no variant.
+            models.Index(fields=["variant"], condition=Q(variant__isnull=False), name="delivery_variant_idx"),
         ]
 
     def __str__(self) -> str:
