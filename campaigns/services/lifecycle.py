@@ -347,9 +347,9 @@ def campaign_cancel(*, campaign: Campaign, now: dt.datetime | None = None) -> Ca
     now = now or timezone.now()
     with transaction.atomic():
         campaign = campaign_transition(campaign=campaign, to=Status.CANCELLED, now=now)
-        campaign.runs.filter(status__in=[CampaignRun.Status.SCHEDULED, CampaignRun.Status.SENDING]).update(
-            status=CampaignRun.Status.CANCELLED, completed_at=now
-        )
+        campaign.runs.filter(
+            status__in=[CampaignRun.Status.SCHEDULED, CampaignRun.Status.PLANNING, CampaignRun.Status.SENDING]
+        ).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
     return campaign
 
 

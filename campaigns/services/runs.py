@@ -2,10 +2,11 @@
 
 The schedule lives in PostgreSQL rows, not in Celery ETAs: a run is a row with `scheduled_for`,
 unique per campaign and occurrence. A tick (django-celery-beat, every few seconds) makes the
-runs that came due, plans them (each claimed with FOR UPDATE SKIP LOCKED, planned in one
-transaction: a worker killed while planning leaves the run scheduled for the next tick), enqueues
-the batches that wait, takes back batches whose worker's lease expired, and completes runs whose
-batches are all done. Every step is safe to run twice and from two workers at once.
+runs that came due, plans them (each claimed with FOR UPDATE SKIP LOCKED under its planner's
+advisory lock, planned in steps that are each safe to repeat: a worker killed while planning
+leaves the run planning, and the next tick plans it again), enqueues the batches that wait, takes
+back batches whose worker's lease expired, and completes runs whose batches are all done. Every
+step is safe to run twice and from two workers at once.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audiences.models import Contact, Event
@@ -39,8 +42,8 @@ from campaigns.services.variants import (
     variant_winner_waits,
     variant_winners_pick,
 )
-from goals.experiments import experiment_assign
-from goals.models import Assignment, Experiment
+from goals.experiments import experiment_assign, experiment_split
+from goals.models import Experiment
 
 logger = logging.getLogger(__name__)
 
@@ -167,36 +170,44 @@ def _triggered_audience(campaign: Campaign, run: CampaignRun, now: dt.datetime) 
     return condition
 
 
-PLAN_SQL = """
+DELIVERIES_SQL = """
     INSERT INTO {delivery} (run_id, campaign_id, contact_id, channel, variant_id, status, reason, detail,
                             attempts, "to", provider_id)
-    SELECT %s, %s, a.contact_id, ch.channel, {variant},
-           CASE WHEN a."group" = %s THEN %s
+    SELECT %s, %s, p.id, ch.channel, {variant},
+           CASE WHEN p.held_out THEN %s
                 WHEN ch.consent IS NOT NULL AND cs.status IS DISTINCT FROM 'granted' THEN %s
                 ELSE %s END,
-           CASE WHEN a."group" = %s THEN ''
+           CASE WHEN p.held_out THEN ''
                 WHEN ch.consent IS NOT NULL AND cs.status IS DISTINCT FROM 'granted' THEN 'no_consent'
                 ELSE '' END,
            '', 0, '', ''
-    FROM {assignment} a
-    JOIN run_audience r ON r.id = a.contact_id
+    FROM {plan} p
     CROSS JOIN unnest(%s::text[], %s::text[]) AS ch(channel, consent)
-    LEFT JOIN audiences_consent cs ON cs.contact_id = a.contact_id AND cs.channel = ch.consent
-    WHERE a.experiment_id = %s
+    LEFT JOIN audiences_consent cs ON cs.contact_id = p.id AND cs.channel = ch.consent
+    WHERE NOT p.excluded
     -- In the unique index's order: each row goes to its right-hand edge (and a batch's contact
     -- range lies together in the table, for the workers' reads and updates).
-    ORDER BY a.contact_id, ch.channel
+    ORDER BY p.id, ch.channel
     ON CONFLICT (run_id, contact_id, channel) DO NOTHING
 """
 
+# The run's batches from its plan: ranges of contact ids with CAMPAIGN_BATCH_SIZE treated contacts
+# each, that tile all ids (the first from 0, the last to the largest bigint), so that a delivery
+# planned by an earlier attempt at the run, for a contact no longer in its audience, is still in one.
 BATCHES_SQL = """
     INSERT INTO {batch} (run_id, contact_from, contact_to, status, leased_by, attempts, created_at)
-    SELECT %s, min(contact_id), max(contact_id), %s, '', 0, %s
+    SELECT %s,
+           CASE WHEN number = 0 THEN 0 ELSE first END,
+           coalesce(lead(first) OVER (ORDER BY number) - 1, 9223372036854775807),
+           %s, '', 0, %s
     FROM (
-        SELECT contact_id, (dense_rank() OVER (ORDER BY contact_id) - 1) / %s AS number
-        FROM {delivery} WHERE run_id = %s AND status = %s
-    ) numbered
-    GROUP BY number
+        SELECT number, min(id) AS first
+        FROM (
+            SELECT id, (row_number() OVER (ORDER BY id) - 1) / %s AS number
+            FROM {plan} WHERE NOT excluded AND NOT held_out
+        ) treated
+        GROUP BY number
+    ) chunks
 """
 
 
@@ -210,16 +221,86 @@ class PlanResult:
 
 
 def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | None:
-    """Plan a due run: its audience (materialised once), the holdout split (through the goal's
-    measurement), one delivery per contact and channel in one INSERT ... SELECT ... ON CONFLICT DO
-    NOTHING, and its batches. All in one transaction, on a run claimed with FOR UPDATE SKIP LOCKED:
-    None when another worker has it, it is not due, or it was planned before."""
+    """Plan a due run: its audience split once into a plan (through the goal's measurement: who is
+    held out, who the global control group keeps out), one delivery per contact and channel in one
+    INSERT ... SELECT ... ON CONFLICT DO NOTHING, the holdout split recorded as the measurement's
+    assignments, and its batches. None when another planner has the run, it is not due, or it was
+    planned before.
+
+    In steps, each its own transaction, so that the deliveries and the assignments (about two thirds
+    of the time for a million contacts) are written side by side on two connections. The run is
+    claimed (planning) under a session advisory lock that its planner holds until it is done:
+    a planner that dies loses the lock with its connection, the run stays planning, and the next
+    tick plans it again; every step is safe to repeat (ON CONFLICT, NOT EXISTS), and the batches and
+    the sending status are written in one last transaction.
+    """
     now = now or timezone.now()
+    with _planning_lock(run_id) as held:
+        if not held:
+            return None
+        claimed = _plan_claim(run_id=run_id, now=now)
+        if claimed is None or claimed.experiment is None:
+            return None if claimed is None else PlanResult(run_id=run_id)
+        run, campaign, experiment = claimed.run, claimed.campaign, claimed.experiment
+        plan = connection.ops.quote_name(f"campaigns_plan_{int(run.pk)}")
+        contacts, global_control = _plan_split(run=run, campaign=campaign, experiment=experiment, plan=plan, now=now)
+        _side_by_side(
+            lambda: _plan_deliveries(run=run, campaign=campaign, plan=plan),
+            lambda: _plan_assignments_and_batches(run=run, experiment=experiment, plan=plan, now=now),
+            apart=contacts >= settings.CAMPAIGN_PLAN_APART_FROM > 0,
+        )
+        result = _plan_finish(run=run, campaign=campaign, plan=plan, now=now)
+    if result is None:
+        return None
+    if global_control:
+        result.excluded["global_control"] = global_control
+    logger.info(
+        "Run %s of campaign %s planned: %s to send, %s held out, excluded %s, %s batches",
+        run.pk,
+        campaign.pk,
+        result.planned,
+        result.held_out,
+        result.excluded,
+        result.batches,
+    )
+    return result
+
+
+@contextmanager
+def _planning_lock(run_id: int) -> Iterator[bool]:
+    """A session advisory lock on planning the run, on this connection: whether it was free. Held
+    until the planner is done; PostgreSQL lets go of it when the planner's connection ends."""
+    key = f"run_plan:{run_id}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+@dataclass
+class _Claimed:
+    run: CampaignRun
+    campaign: Campaign
+    experiment: Experiment | None
+
+
+def _plan_claim(*, run_id: int, now: dt.datetime) -> _Claimed | None:
+    """The run, due and not planned yet (or planned in part by a planner that died), marked planning;
+    None when it must wait or was cancelled. A run whose campaign has no measurement fails."""
     with transaction.atomic():
         run = (
             CampaignRun.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("campaign__experiment")
-            .filter(pk=run_id, status=CampaignRun.Status.SCHEDULED, scheduled_for__lte=now)
+            .filter(
+                pk=run_id,
+                status__in=[CampaignRun.Status.SCHEDULED, CampaignRun.Status.PLANNING],
+                scheduled_for__lte=now,
+            )
             .first()
         )
         if run is None:
@@ -227,6 +308,7 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
         campaign = run.campaign
         if campaign.status in (Campaign.Status.CANCELLED, Campaign.Status.COMPLETED):
             CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
+            _plan_drop(connection.ops.quote_name(f"campaigns_plan_{int(run.pk)}"))
             return None
         if campaign.status == Campaign.Status.PAUSED:
             return None  # planned once the campaign is resumed
@@ -234,79 +316,117 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
             return None  # planned once its test has a winner (variant_winners_pick)
         if campaign.status == Campaign.Status.SCHEDULED:
             campaign = campaign_transition(campaign=campaign, to=Campaign.Status.RUNNING, now=now)
-        experiment = campaign.experiment
-        result = PlanResult(run_id=run.pk)
-        if experiment is None:  # activation makes one; a campaign without cannot be measured, so it sends nothing
+        if campaign.experiment is None:
+            # Activation makes one; a campaign without cannot be measured, so it sends nothing.
             CampaignRun.objects.filter(pk=run.pk).update(
                 status=CampaignRun.Status.FAILED, error="The campaign has no measurement.", completed_at=now
             )
-            return result
+            return _Claimed(run=run, campaign=campaign, experiment=None)
+        CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.PLANNING)
+        return _Claimed(run=run, campaign=campaign, experiment=campaign.experiment)
+
+
+def _plan_split(
+    *, run: CampaignRun, campaign: Campaign, experiment: Experiment, plan: str, now: dt.datetime
+) -> tuple[int, int]:
+    """The run's audience, split by its measurement, into the run's plan: a table of its own (id,
+    held_out, excluded) that both connections read, unlogged (it lives for minutes and is made again
+    if planning starts over). Returns how many contacts it plans for and how many the global control
+    group keeps out."""
+    with segment_query_memory(), connection.cursor() as cursor:
         if campaign.kind == Campaign.Kind.TRIGGERED:
             audience = Contact.objects.filter(_triggered_audience(campaign, run, now), erased_at__isnull=True)
         else:
             audience = campaign_audience(campaign=campaign, now=now)
         audience = variant_run_audience(run=run, audience=audience)
-        audience_sql, audience_params = audience.values("pk").query.sql_with_params()
-        with segment_query_memory(), connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS run_audience")
-            cursor.execute(
-                f"CREATE TEMP TABLE run_audience ON COMMIT DROP AS SELECT q.id FROM ({audience_sql}) AS q(id)",  # noqa: S608
-                audience_params,
+        cursor.execute(f"DROP TABLE IF EXISTS {plan}")
+        try:
+            split_sql, split_params = experiment_split(experiment=experiment, contacts=audience).query.sql_with_params()
+        except EmptyResultSet:  # an audience that is empty by construction
+            cursor.execute(f"CREATE UNLOGGED TABLE {plan} (id bigint, held_out boolean, excluded boolean)")
+            return 0, 0
+        # Each row carries an md5 of the contact's key (its bucket), which the planner does not count:
+        # told that rows cost little to pass on, it splits a large audience over parallel workers.
+        cursor.execute("SELECT set_config('parallel_tuple_cost', '0.01', true)")
+        cursor.execute(
+            f"CREATE UNLOGGED TABLE {plan} (id, held_out, excluded) AS {split_sql}",
+            split_params,
+        )
+        cursor.execute(f"ANALYZE {plan}")
+        cursor.execute(f"SELECT count(*) FILTER (WHERE NOT excluded), count(*) FILTER (WHERE excluded) FROM {plan}")  # noqa: S608
+        contacts, global_control = cursor.fetchone()
+    return contacts, global_control
+
+
+def _plan_deliveries(*, run: CampaignRun, campaign: Campaign, plan: str) -> None:
+    """One delivery per planned contact and channel, the holdout marked and those without consent
+    held back, in one INSERT ... SELECT ... ON CONFLICT DO NOTHING (planning again adds only what is
+    missing)."""
+    variant, variant_params = variant_sql(run=run, contact_id="p.id")
+    channels = list(campaign.channels)
+    with segment_query_memory(), connection.cursor() as cursor:
+        cursor.execute(
+            DELIVERIES_SQL.format(delivery=Delivery._meta.db_table, plan=plan, variant=variant),
+            [
+                run.pk,
+                campaign.pk,
+                *variant_params,
+                Delivery.Status.HOLDOUT,
+                Delivery.Status.HELD_BACK,
+                Delivery.Status.QUEUED,
+                channels,
+                [CONSENT_CHANNEL.get(channel) for channel in channels],
+            ],
+        )
+
+
+def _plan_assignments_and_batches(*, run: CampaignRun, experiment: Experiment, plan: str, now: dt.datetime) -> None:
+    """The plan's split recorded in the measurement (who is in the treatment, who in the holdout),
+    then the run's batches cut from the plan (those of an earlier attempt replaced: a run that is
+    not sending yet has none enqueued)."""
+    with segment_query_memory():
+        experiment_assign(experiment=experiment, split=(f"SELECT id, held_out, excluded FROM {plan}", []), now=now)  # noqa: S608
+    with segment_query_memory(), connection.cursor() as cursor:
+        DeliveryBatch.objects.filter(run=run).delete()
+        cursor.execute(
+            BATCHES_SQL.format(batch=DeliveryBatch._meta.db_table, plan=plan),
+            [run.pk, DeliveryBatch.Status.QUEUED, now, settings.CAMPAIGN_BATCH_SIZE],
+        )
+
+
+def _plan_finish(*, run: CampaignRun, campaign: Campaign, plan: str, now: dt.datetime) -> PlanResult | None:
+    """The run's counts and its status (sending, or completed with nothing to send), and the plan
+    dropped, in one transaction. None when the campaign was cancelled meanwhile (its deliveries stay
+    unsent)."""
+    result = PlanResult(run_id=run.pk)
+    with segment_query_memory(), connection.cursor() as cursor:
+        planning = CampaignRun.objects.select_for_update(of=("self",)).filter(
+            pk=run.pk, status=CampaignRun.Status.PLANNING
+        )
+        if not list(planning.values_list("pk", flat=True)):
+            DeliveryBatch.objects.filter(run=run).delete()  # never enqueued: the run was not sending
+            _plan_drop(plan)
+            return None
+        cursor.execute(
+            f"SELECT status, reason, count(*) FROM {Delivery._meta.db_table} WHERE run_id = %s GROUP BY 1, 2",  # noqa: S608
+            [run.pk],
+        )
+        for status, reason, count in cursor.fetchall():
+            if status == Delivery.Status.QUEUED:
+                result.planned += count
+            elif status == Delivery.Status.HOLDOUT:
+                result.held_out += count
+            else:
+                result.excluded[reason] = result.excluded.get(reason, 0) + count
+        batches = DeliveryBatch.objects.filter(run=run)
+        if not result.planned:
+            batches.delete()  # nothing to send: everyone held out or held back
+        elif not batches.exists():
+            # Deliveries of an earlier attempt, and nobody to send to in the audience now.
+            DeliveryBatch.objects.create(
+                run=run, contact_from=0, contact_to=9223372036854775807, status=DeliveryBatch.Status.QUEUED
             )
-            cursor.execute("ANALYZE run_audience")
-            assigned = experiment_assign(
-                experiment=experiment,
-                contacts=Contact.objects.filter(pk__in=RawSQL("SELECT id FROM run_audience", ())),
-                now=now,
-            )
-            variant, variant_params = variant_sql(run=run, contact_id="a.contact_id")
-            channels = list(campaign.channels)
-            consents = [CONSENT_CHANNEL.get(channel) for channel in channels]
-            cursor.execute(
-                PLAN_SQL.format(
-                    delivery=Delivery._meta.db_table,
-                    assignment=Assignment._meta.db_table,
-                    variant=variant,
-                ),
-                [
-                    run.pk,
-                    campaign.pk,
-                    *variant_params,
-                    Experiment.Group.HOLDOUT,
-                    Delivery.Status.HOLDOUT,
-                    Delivery.Status.HELD_BACK,
-                    Delivery.Status.QUEUED,
-                    Experiment.Group.HOLDOUT,
-                    channels,
-                    consents,
-                    experiment.pk,
-                ],
-            )
-            cursor.execute(
-                BATCHES_SQL.format(batch=DeliveryBatch._meta.db_table, delivery=Delivery._meta.db_table),
-                [
-                    run.pk,
-                    DeliveryBatch.Status.QUEUED,
-                    now,
-                    settings.CAMPAIGN_BATCH_SIZE,
-                    run.pk,
-                    Delivery.Status.QUEUED,
-                ],
-            )
-            result.batches = cursor.rowcount
-            cursor.execute(
-                f"SELECT status, reason, count(*) FROM {Delivery._meta.db_table} WHERE run_id = %s GROUP BY 1, 2",  # noqa: S608
-                [run.pk],
-            )
-            for status, reason, count in cursor.fetchall():
-                if status == Delivery.Status.QUEUED:
-                    result.planned += count
-                elif status == Delivery.Status.HOLDOUT:
-                    result.held_out += count
-                else:
-                    result.excluded[reason] = result.excluded.get(reason, 0) + count
-        if assigned.excluded:
-            result.excluded["global_control"] = assigned.excluded
+        result.batches = batches.count()
         if campaign.kind == Campaign.Kind.TRIGGERED:
             campaign.trigger_entries.filter(status=TriggerEntry.Status.WAITING, due_at__lte=run.scheduled_for).update(
                 status=TriggerEntry.Status.PLANNED, run=run
@@ -321,16 +441,37 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
         )
         if run.purpose == CampaignRun.Purpose.TEST:
             variant_winner_run_schedule(run=run, now=now)
-    logger.info(
-        "Run %s of campaign %s planned: %s to send, %s held out, excluded %s, %s batches",
-        run.pk,
-        campaign.pk,
-        result.planned,
-        result.held_out,
-        result.excluded,
-        result.batches,
-    )
+        _plan_drop(plan)
     return result
+
+
+def _plan_drop(plan: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {plan}")
+
+
+def _side_by_side(first: Callable[[], None], second: Callable[[], None], *, apart: bool) -> None:
+    """Runs `first` on this connection and `second` beside it, in a thread on a connection of its
+    own, when `apart`; else one after the other. Always one after the other inside a caller's
+    transaction, whose uncommitted rows another connection could not see."""
+    if not apart or connection.in_atomic_block:
+        first()
+        second()
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-plan") as pool:
+        beside = pool.submit(_on_own_connection, second)
+        try:
+            first()
+        finally:
+            wait([beside])
+        beside.result()
+
+
+def _on_own_connection(function: Callable[[], None]) -> None:
+    try:
+        function()
+    finally:
+        connection.close()  # this thread's own
 
 
 # --- Fanning out, taking back, completing ---------------------------------------------------------
@@ -391,7 +532,8 @@ def due_runs(*, now: dt.datetime | None = None) -> list[int]:
     now = now or timezone.now()
     return list(
         CampaignRun.objects.filter(
-            status=CampaignRun.Status.SCHEDULED,
+            # Planning runs too: a planner that died left them so (run_plan skips those still planned).
+            status__in=[CampaignRun.Status.SCHEDULED, CampaignRun.Status.PLANNING],
             scheduled_for__lte=now,
             campaign__status__in=[Campaign.Status.SCHEDULED, Campaign.Status.RUNNING, Campaign.Status.CANCELLED],
         )

@@ -216,6 +216,9 @@ if env.str("CAMPAIGN_WEBHOOK_URL", default=""):
             "retries": env.int("CAMPAIGN_WEBHOOK_RETRIES", default=2),
         },
     }
+# A run planned for at least this many contacts writes its deliveries and its measurement's
+# assignments side by side, on a second database connection (0: always one after the other).
+CAMPAIGN_PLAN_APART_FROM = env.int("CAMPAIGN_PLAN_APART_FROM", default=20_000)
 # Deliveries per batch (one worker's task) and per chunk within it (marked, handed over, recorded).
 CAMPAIGN_BATCH_SIZE = env.int("CAMPAIGN_BATCH_SIZE", default=500)
 # A chunk is also what a provider that does not deduplicate may get twice when a worker dies
