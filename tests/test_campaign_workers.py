@@ -449,21 +449,18 @@ def test_a_worker_that_stalled_past_its_lease_stops_and_leaves_the_batch_to_its_
 # --- The file backend ----------------------------------------------------------------------------
 
 
-class FullDisk:
-    """A file whose write fails, as on a disk that filled up."""
+def full_disk_write():
+    """os.write as on a disk that fills up: the first write goes half-way, the next finds no space."""
+    real_write = os.write
+    writes = []
 
-    def __init__(self, descriptor: int) -> None:
-        self.descriptor = descriptor
+    def write(descriptor: int, data) -> int:
+        writes.append(len(data))
+        if len(writes) > 1:
+            raise OSError(28, "No space left on device")
+        return real_write(descriptor, bytes(data[: len(data) // 2]))
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        os.close(self.descriptor)
-
-    def write(self, text: str) -> int:
-        os.write(self.descriptor, text[: len(text) // 2].encode())
-        raise OSError(28, "No space left on device")
+    return write
 
 
 def test_the_file_backend_leaves_no_half_a_message_behind_and_writes_it_whole_next_time(tmp_path, monkeypatch):
@@ -475,7 +472,7 @@ def test_the_file_backend_leaves_no_half_a_message_behind_and_writes_it_whole_ne
     )
     backend = filebased.FileChannel(channel="email", path=str(tmp_path))
     with monkeypatch.context() as patched:
-        patched.setattr(filebased.os, "fdopen", lambda descriptor, *args, **kwargs: FullDisk(descriptor))
+        patched.setattr(filebased.os, "write", full_disk_write())
         (failed,) = backend.send_batch([message])
     assert failed.result == Result.TRANSIENT
     assert "No space left on device" in failed.error
