@@ -297,6 +297,7 @@ def _record(records: Iterable[Record]) -> None:
     rows = list(records)
     if not rows:
         return
+    ids = [r.id for r in rows]
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -307,10 +308,13 @@ def _record(records: Iterable[Record]) -> None:
             FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
                         %s::timestamptz[], %s::timestamptz[])
                 AS v(id, status, reason, detail, "to", provider_id, sent_at, next_attempt_at)
-            WHERE d.id = v.id
+            -- The ids again, as a condition on the table: its primary key finds the rows whatever its
+            -- statistics say (taken while it was small, they had it read whole for a hash join on
+            -- every chunk).
+            WHERE d.id = v.id AND d.id = ANY(%s)
             """,  # noqa: S608 - a table name; every value is a parameter
             [
-                [r.id for r in rows],
+                ids,
                 [r.status for r in rows],
                 [r.reason[:64] for r in rows],
                 [r.detail[:2000] for r in rows],
@@ -318,6 +322,7 @@ def _record(records: Iterable[Record]) -> None:
                 [r.provider_id[:255] for r in rows],
                 [r.sent_at for r in rows],
                 [r.next_attempt_at for r in rows],
+                ids,
             ],
         )
 
