@@ -12,9 +12,12 @@ creates and activates a one-off campaign for the segment (10% held out) through 
 starts two real Celery workers (`--pool=solo`, Redis broker) with the file channel backend
 writing to `--outbox` (tmpfs), and prints one JSON line per figure, with the load average:
 
-- `send_plan`: `run_plan` for the run, timed: the audience materialised, the holdout assigned
-  through the goal's measurement, one delivery row per contact inserted, the batches made.
-  Target: at most 10 s for 1,000,000 contacts.
+- `send_plan`: `run_plan` for the run, timed: the audience split by the goal's measurement into the
+  run's plan, one delivery row per contact inserted beside the measurement's assignments (two
+  connections), the batches made; with each step's seconds. Target: at most 10 s for 1,000,000
+  contacts. Its baseline, `send_plan_one_connection`: the same planning of a second campaign for
+  the same segment with the two writes one after the other (`CAMPAIGN_PLAN_APART_FROM=0`), on the
+  same empty tables, measured first and then removed.
 - `send_pipeline`: from the first batch enqueued (`batches_enqueue` with the Celery fan-out) to
   the last batch done (its `done_at`): messages rendered, handed to the file backend and
   recorded per second. Target: at least 5,000 a second. Every planned delivery must be sent and
@@ -197,6 +200,74 @@ def goal():
         },
     )
     return found
+
+
+class StepTimer:
+    """The seconds of each step of `run_plan` (its module's step functions, wrapped while timing)."""
+
+    STEPS = ("_plan_split", "_plan_deliveries", "_plan_assignments_and_batches", "_plan_finish")
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __enter__(self):
+        from campaigns.services import runs
+
+        self.originals = {name: getattr(runs, name) for name in self.STEPS}
+        for name, function in self.originals.items():
+            setattr(runs, name, self.timed(name.removeprefix("_plan_"), function))
+        return self
+
+    def __exit__(self, *exc):
+        from campaigns.services import runs
+
+        for name, function in self.originals.items():
+            setattr(runs, name, function)
+
+    def timed(self, name, function):
+        def step(**arguments):
+            started = time.perf_counter()
+            try:
+                return function(**arguments)
+            finally:
+                self.seconds[name] = round(time.perf_counter() - started, 2)
+
+        return step
+
+
+def plan_timed(run_id: int):
+    """`run_plan` for the run: its result, its seconds and each step's."""
+    from campaigns.services.runs import run_plan
+
+    with StepTimer() as steps:
+        started = time.perf_counter()
+        planned = run_plan(run_id=run_id)
+        seconds = time.perf_counter() - started
+    if planned is None:
+        raise SystemExit("benchmark stopped: the run was not planned")
+    return planned, seconds, steps.seconds
+
+
+def one_off_email(*, name: str, segment, message):
+    """A one-off email campaign for the segment, created and activated through the services; its run."""
+    from campaigns.models import CampaignRun
+    from campaigns.services import campaign_activate, campaign_create
+
+    campaign = campaign_create(name=name, goal=goal(), message=message, channels=["email"], include_segments=[segment])
+    campaign = campaign_activate(campaign=campaign)
+    return campaign, CampaignRun.objects.get(campaign=campaign, occurrence="once")
+
+
+def plan_on_one_connection(segment, message) -> tuple[float, dict]:
+    """The baseline: a second campaign for the segment, planned with its two writes one after the
+    other; then its rows are removed, so that the measured plan starts from the same empty tables."""
+    from django.test import override_settings
+
+    _campaign, run = one_off_email(name="Benchmark send: one connection", segment=segment, message=message)
+    with override_settings(CAMPAIGN_PLAN_APART_FROM=0):
+        _planned, seconds, steps = plan_timed(run.pk)
+    forget_earlier_runs()
+    return seconds, steps
 
 
 def forget_earlier_runs() -> None:
@@ -415,8 +486,7 @@ def main() -> None:
     from django.utils import timezone
 
     from campaigns.models import CampaignRun, Delivery, DeliveryBatch
-    from campaigns.services import campaign_activate, campaign_create
-    from campaigns.services.runs import batches_enqueue, run_plan, runs_complete
+    from campaigns.services.runs import batches_enqueue, runs_complete
     from campaigns.tasks import enqueue_batches
 
     call_command("migrate", verbosity=0)
@@ -425,32 +495,31 @@ def main() -> None:
     message, version = save_content()
     log(f"template: {len(version.prepared_html):,} characters prepared")
     forget_earlier_runs()
+    load_before = load()
+    one_connection_seconds, one_connection_steps = plan_on_one_connection(segment, message)
+    emit(
+        figure="send_plan_one_connection",
+        seconds=round(one_connection_seconds, 2),
+        steps=one_connection_steps,
+        load_before=load_before,
+        load_after=load(),
+    )
     outbox = Path(arguments.outbox)
     shutil.rmtree(outbox, ignore_errors=True)
 
-    campaign = campaign_create(
-        name=f"Benchmark send: {len(ids):,}",
-        goal=goal(),
-        message=message,
-        channels=["email"],
-        include_segments=[segment],
-    )
-    campaign = campaign_activate(campaign=campaign)
-    run = CampaignRun.objects.get(campaign=campaign, occurrence="once")
+    campaign, run = one_off_email(name=f"Benchmark send: {len(ids):,}", segment=segment, message=message)
 
     workers = start_workers(arguments)
     try:
         load_before = load()
-        started = time.perf_counter()
-        planned = run_plan(run_id=run.pk)
-        plan_seconds = time.perf_counter() - started
-        if planned is None:
-            raise SystemExit("benchmark stopped: the run was not planned")
+        planned, plan_seconds, plan_steps = plan_timed(run.pk)
         emit(
             figure="send_plan",
             seconds=round(plan_seconds, 2),
             target_seconds=10,
             met=plan_seconds <= 10,
+            one_connection_seconds=round(one_connection_seconds, 2),
+            steps=plan_steps,
             audience=len(ids),
             planned=planned.planned,
             held_out=planned.held_out,
