@@ -193,11 +193,17 @@ def experiment_create(
 
 
 def _refuse_once_assigned(experiment: Experiment) -> None:
-    """The holdout's share is fixed once contacts are assigned. Contacts keep their first group, so
-    a new share would apply to later contacts only: they had less time to convert and would sit in
-    the groups in other proportions, which makes an effect out of nothing. A new share is a new
-    measurement."""
-    if experiment.pk is not None and experiment.assignments.exists():
+    """The holdout's share is fixed once contacts are assigned, or a campaign started planning with
+    it (`experiment_split_fix`). Contacts keep their first group, so a new share would apply to
+    later contacts only: they had less time to convert and would sit in the groups in other
+    proportions, which makes an effect out of nothing. A new share is a new measurement.
+
+    Called in the change's transaction: the experiment's row is locked, so a planner fixing the split
+    at the same moment either waits for the change or is seen here."""
+    if experiment.pk is None:
+        return
+    fixed = Experiment.objects.select_for_update().filter(pk=experiment.pk).values_list("split_fixed_at", flat=True)
+    if next(iter(fixed), None) is not None or experiment.assignments.exists():
         raise ValidationError(
             {
                 "holdout_percent": _(
@@ -216,24 +222,25 @@ def experiment_holdout_off(
 
     Only before contacts are assigned: see `_refuse_once_assigned`.
     """
-    _refuse_once_assigned(experiment)
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError(
-            {
-                "holdout_off_reason": _(
-                    "Say why this campaign has no holdout: without one, its effect on the goal cannot be measured."
-                )
-            }
+    with transaction.atomic():
+        _refuse_once_assigned(experiment)
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValidationError(
+                {
+                    "holdout_off_reason": _(
+                        "Say why this campaign has no holdout: without one, its effect on the goal cannot be measured."
+                    )
+                }
+            )
+        experiment.holdout_percent = Decimal(0)
+        experiment.holdout_off_reason = reason
+        experiment.holdout_off_by = user
+        experiment.holdout_off_at = now or timezone.now()
+        experiment.full_clean()
+        experiment.save(
+            update_fields=["holdout_percent", "holdout_off_reason", "holdout_off_by", "holdout_off_at", "updated_at"]
         )
-    experiment.holdout_percent = Decimal(0)
-    experiment.holdout_off_reason = reason
-    experiment.holdout_off_by = user
-    experiment.holdout_off_at = now or timezone.now()
-    experiment.full_clean()
-    experiment.save(
-        update_fields=["holdout_percent", "holdout_off_reason", "holdout_off_by", "holdout_off_at", "updated_at"]
-    )
     return experiment
 
 
@@ -243,13 +250,23 @@ def experiment_holdout_set(*, experiment: Experiment, percent: Decimal) -> Exper
 
     Only before contacts are assigned: see `_refuse_once_assigned`.
     """
-    _refuse_once_assigned(experiment)
-    experiment.holdout_percent = _check_holdout_percent(percent)
-    experiment.holdout_off_reason, experiment.holdout_off_by, experiment.holdout_off_at = "", None, None
-    experiment.full_clean()
-    experiment.save(
-        update_fields=["holdout_percent", "holdout_off_reason", "holdout_off_by", "holdout_off_at", "updated_at"]
-    )
+    with transaction.atomic():
+        _refuse_once_assigned(experiment)
+        experiment.holdout_percent = _check_holdout_percent(percent)
+        experiment.holdout_off_reason, experiment.holdout_off_by, experiment.holdout_off_at = "", None, None
+        experiment.full_clean()
+        experiment.save(
+            update_fields=["holdout_percent", "holdout_off_reason", "holdout_off_by", "holdout_off_at", "updated_at"]
+        )
+    return experiment
+
+
+def experiment_split_fix(*, experiment: Experiment, now: dt.datetime) -> Experiment:
+    """Fix the experiment's split before a campaign plans with it: from now on its holdout's share
+    cannot change (`_refuse_once_assigned`), so every run and every attempt at a run splits alike.
+    Call it in the planner's transaction; returns the experiment with the share it is fixed at."""
+    Experiment.objects.filter(pk=experiment.pk, split_fixed_at__isnull=True).update(split_fixed_at=now)
+    experiment.refresh_from_db(fields=["holdout_percent", "split_fixed_at"])
     return experiment
 
 
@@ -271,8 +288,8 @@ def experiment_split(
     Held out when its bucket is below the holdout's share; excluded when the global control group
     keeps it out of all marketing (as the group stands now). Erased contacts are left out. A
     contact's group follows from the experiment's key and its own key alone, and the share is fixed
-    once anyone is assigned (`_refuse_once_assigned`), so the split gives every contact the group it
-    was assigned, or will be: a campaign plans its deliveries from it without reading the
+    once a campaign plans with it (`experiment_split_fix`), so the split gives every contact the
+    group it was assigned, or will be: a campaign plans its deliveries from it without reading the
     assignments back, while `experiment_assign` records them.
     """
     member = _global_control_member(global_control())

@@ -269,6 +269,14 @@ class Experiment(TimeStampedModel):
         default=30,
         help_text=_("A conversion counts when it happens within this many days after the contact was assigned."),
     )
+    # Set when a campaign first plans with the split: from then on its holdout's share is fixed.
+    split_fixed_at = models.DateTimeField(
+        _("split fixed at"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("When a campaign first planned with this split; the holdout can no longer change."),
+    )
     # What the campaign sent, for its cost: kept up by the campaign's sends.
     emails_sent = models.PositiveIntegerField(_("emails sent"), default=0)
     sms_sent = models.PositiveIntegerField(_("SMS sent"), default=0)
