@@ -13,13 +13,14 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from audiences.models import SegmentMember
 from campaigns.models import Campaign, CampaignRun, Delivery, DeliveryBatch
 from campaigns.services import campaign_cancel
-from campaigns.services.runs import run_plan
-from goals.experiments import global_control_condition, global_control_update
+from campaigns.services.runs import dispatch_tick, run_plan
+from goals.experiments import experiment_holdout_set, global_control_condition, global_control_update
 from goals.models import Assignment, Experiment
 from tests.campaign_helpers import activated, campaign_for, customer
 
@@ -97,17 +98,12 @@ def test_a_large_run_writes_its_deliveries_and_its_assignments_side_by_side(sett
     assert result.excluded.get("no_consent", 0) == run.excluded.get("no_consent", 0) > 0
 
 
-def test_a_planner_killed_half_way_leaves_the_run_planning_and_the_next_plans_it_without_a_contact_twice(
-    subprocess_env,
-):
-    """A real planner process, stopped after its deliveries were committed and before its assignments
-    (another session holds the measurement's assignment lock), is killed with SIGKILL. Meanwhile a
-    second planner finds the run taken. Once the dead planner's session is gone, planning the run again
-    writes the assignments, adds no delivery twice, and makes the batches."""
-    contacts = [customer() for _ in range(60)]
-    campaign = activated(campaign_for(contacts))
-    run = CampaignRun.objects.get(campaign=campaign)
-    experiment_lock = f"experiment_assign:{campaign.experiment_id}"
+def kill_the_planner_after_its_deliveries(run, subprocess_env):
+    """A real planner process for the run, stopped after its deliveries were committed and before its
+    assignments (this session holds the measurement's assignment lock), killed with SIGKILL. While it
+    lives, a second planner finds the run taken. Returns once the dead planner's session is gone,
+    with how many deliveries it had written."""
+    experiment_lock = f"experiment_assign:{run.campaign.experiment_id}"
     code = f"import django; django.setup()\nfrom campaigns.services.runs import run_plan\nrun_plan(run_id={run.pk})\n"
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [experiment_lock])
@@ -119,28 +115,60 @@ def test_a_planner_killed_half_way_leaves_the_run_planning_and_the_next_plans_it
         )
         try:
             waiting = wait_for(lambda: backend_waiting_on_an_advisory_lock(), timeout=60)
-            planned_before_the_kill = Delivery.objects.filter(run=run).count()
+            written = Delivery.objects.filter(run=run).count()
             assert run_plan(run_id=run.pk) is None  # the first planner holds the run
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         finally:
             cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [experiment_lock])
         wait_for(lambda: not backend_alive(waiting), timeout=20)
+    return written
+
+
+def test_a_planner_killed_half_way_leaves_the_run_planning_and_the_next_plans_it_afresh(subprocess_env, english):
+    """Once the killed planner's session is gone, the run is still planning, its split fixed (the
+    holdout can no longer change), with deliveries and no assignments nor batches. Planning it again
+    starts over from the audience as it is then: a contact who left the segment meanwhile gets
+    nothing, everyone else one delivery, assigned as marked, in a batch."""
+    contacts = [customer() for _ in range(60)]
+    campaign = activated(campaign_for(contacts))
+    run = CampaignRun.objects.get(campaign=campaign)
+
+    written = kill_the_planner_after_its_deliveries(run, subprocess_env)
 
     run.refresh_from_db()
-    assert planned_before_the_kill == len(contacts)
+    assert written == len(contacts)
     assert run.status == CampaignRun.Status.PLANNING
     assert not Assignment.objects.filter(experiment=campaign.experiment).exists()
     assert not DeliveryBatch.objects.filter(run=run).exists()
     assert plan_tables() == [f"campaigns_plan_{run.pk}"]
-    ids_before = set(Delivery.objects.filter(run=run).values_list("pk", flat=True))
+    with pytest.raises(ValidationError) as refused:
+        experiment_holdout_set(experiment=Experiment.objects.get(pk=campaign.experiment_id), percent=Decimal(30))
+    assert "Start a new measurement instead" in refused.value.message_dict["holdout_percent"][0]
+    left = contacts.pop()
+    SegmentMember.objects.filter(contact=left).delete()
 
     result = run_plan(run_id=run.pk)
 
     assert result is not None and result.planned + result.held_out == len(contacts)
-    assert set(Delivery.objects.filter(run=run).values_list("pk", flat=True)) == ids_before
+    assert not Delivery.objects.filter(run=run, contact_id=left.pk).exists()
     assert_planned_once(run, contacts)
     assert run_plan(run_id=run.pk) is None  # planned: nothing more to do
+
+
+def test_the_plan_of_a_run_cancelled_after_its_planner_died_is_dropped_by_the_next_tick(subprocess_env):
+    campaign = activated(campaign_for([customer() for _ in range(20)]))
+    run = CampaignRun.objects.get(campaign=campaign)
+    kill_the_planner_after_its_deliveries(run, subprocess_env)
+
+    campaign_cancel(campaign=Campaign.objects.get(pk=campaign.pk))
+    assert plan_tables() == [f"campaigns_plan_{run.pk}"]
+    dispatch_tick(enqueue=lambda ids: None)
+
+    run.refresh_from_db()
+    assert run.status == CampaignRun.Status.CANCELLED
+    assert plan_tables() == []
+    assert not DeliveryBatch.objects.filter(run=run).exists()
 
 
 def test_a_campaign_cancelled_while_its_run_is_planned_gets_no_batches():
@@ -197,6 +225,49 @@ def test_each_run_of_a_recurring_campaign_holds_out_whom_its_measurement_assigne
     second_run = CampaignRun.objects.filter(campaign=campaign).exclude(pk=first_run.pk).get()
     assert_planned_once(second_run, first + newcomers)
     assert Assignment.objects.filter(experiment=campaign.experiment).count() == 120
+
+
+def test_a_recurring_campaign_past_its_end_sends_the_run_it_was_planning_before_it_completes(time_machine):
+    import datetime as dt
+
+    from django_celery_beat.models import CrontabSchedule
+
+    from campaigns.channels import locmem
+    from campaigns.services.runs import recurring_runs_create, runs_complete
+    from tests.campaign_helpers import send_everything
+
+    locmem.outbox.clear()
+    time_machine.move_to(dt.datetime(2026, 12, 1, 7, tzinfo=dt.UTC), tick=False)
+    schedule = CrontabSchedule.objects.create(
+        minute="0", hour="9", day_of_week="*", day_of_month="*", month_of_year="*", timezone="Europe/Amsterdam"
+    )
+    campaign = activated(
+        campaign_for(
+            [customer() for _ in range(12)],
+            kind=Campaign.Kind.RECURRING,
+            schedule=schedule,
+            ends_at=dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC),
+        ),
+        now=dt.datetime(2026, 12, 1, 7, tzinfo=dt.UTC),
+    )
+    time_machine.move_to(dt.datetime(2026, 12, 1, 9, 0, 5, tzinfo=dt.UTC), tick=False)
+    recurring_runs_create(now=dt.datetime(2026, 12, 1, 9, 0, 5, tzinfo=dt.UTC))
+    run = CampaignRun.objects.get(campaign=campaign)
+    CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.PLANNING)  # its planner died
+    time_machine.move_to(dt.datetime(2026, 12, 1, 13, tzinfo=dt.UTC), tick=False)
+
+    runs_complete()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.RUNNING  # not while its run is planning
+
+    send_everything()
+
+    run.refresh_from_db()
+    campaign.refresh_from_db()
+    assert run.status == CampaignRun.Status.COMPLETED
+    assert len(locmem.outbox) == run.planned > 0
+    assert campaign.status == Campaign.Status.COMPLETED
+    locmem.outbox.clear()
 
 
 # --- Helpers ------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from campaigns.services.variants import (
     variant_winner_waits,
     variant_winners_pick,
 )
-from goals.experiments import experiment_assign, experiment_split
+from goals.experiments import experiment_assign, experiment_split, experiment_split_fix
 from goals.models import Experiment
 
 logger = logging.getLogger(__name__)
@@ -211,6 +211,10 @@ BATCHES_SQL = """
 """
 
 
+# Each run being planned has a table of its own: its audience split, read by both connections.
+PLAN_TABLE_PREFIX = "campaigns_plan_"
+
+
 @dataclass
 class PlanResult:
     run_id: int
@@ -229,10 +233,11 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
 
     In steps, each its own transaction, so that the deliveries and the assignments (about two thirds
     of the time for a million contacts) are written side by side on two connections. The run is
-    claimed (planning) under a session advisory lock that its planner holds until it is done:
-    a planner that dies loses the lock with its connection, the run stays planning, and the next
-    tick plans it again; every step is safe to repeat (ON CONFLICT, NOT EXISTS), and the batches and
-    the sending status are written in one last transaction.
+    claimed (planning) under a session advisory lock that its planner holds until it is done, and the
+    measurement's split is fixed from then on: a planner that dies loses the lock with its
+    connection, the run stays planning, and the next tick plans it again from the start (what the
+    first attempt wrote was never sent, and is replaced); the counts and the sending status are
+    written in one last transaction.
     """
     now = now or timezone.now()
     with _planning_lock(run_id) as held:
@@ -242,7 +247,9 @@ def run_plan(*, run_id: int, now: dt.datetime | None = None) -> PlanResult | Non
         if claimed is None or claimed.experiment is None:
             return None if claimed is None else PlanResult(run_id=run_id)
         run, campaign, experiment = claimed.run, claimed.campaign, claimed.experiment
-        plan = connection.ops.quote_name(f"campaigns_plan_{int(run.pk)}")
+        plan = _plan_table(run.pk)
+        if claimed.again:
+            _plan_start_over(run=run)
         contacts, global_control = _plan_split(run=run, campaign=campaign, experiment=experiment, plan=plan, now=now)
         _side_by_side(
             lambda: _plan_deliveries(run=run, campaign=campaign, plan=plan),
@@ -287,6 +294,7 @@ class _Claimed:
     run: CampaignRun
     campaign: Campaign
     experiment: Experiment | None
+    again: bool = False  # an earlier attempt at planning the run was cut short
 
 
 def _plan_claim(*, run_id: int, now: dt.datetime) -> _Claimed | None:
@@ -308,7 +316,7 @@ def _plan_claim(*, run_id: int, now: dt.datetime) -> _Claimed | None:
         campaign = run.campaign
         if campaign.status in (Campaign.Status.CANCELLED, Campaign.Status.COMPLETED):
             CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
-            _plan_drop(connection.ops.quote_name(f"campaigns_plan_{int(run.pk)}"))
+            _plan_drop(_plan_table(run.pk))
             return None
         if campaign.status == Campaign.Status.PAUSED:
             return None  # planned once the campaign is resumed
@@ -323,7 +331,19 @@ def _plan_claim(*, run_id: int, now: dt.datetime) -> _Claimed | None:
             )
             return _Claimed(run=run, campaign=campaign, experiment=None)
         CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.PLANNING)
-        return _Claimed(run=run, campaign=campaign, experiment=campaign.experiment)
+        experiment = experiment_split_fix(experiment=campaign.experiment, now=now)
+        return _Claimed(
+            run=run, campaign=campaign, experiment=experiment, again=run.status == CampaignRun.Status.PLANNING
+        )
+
+
+def _plan_start_over(*, run: CampaignRun) -> None:
+    """An earlier attempt's deliveries removed, so that the run is planned afresh from its audience as
+    it is now (a contact who left it since, or a trigger stopped since, gets nothing). Nothing of them
+    was sent: only a sending run's batches are handed out. One statement (a delivery of a run that
+    never sent has no call-list item to cascade to)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Delivery._meta.db_table} WHERE run_id = %s", [run.pk])  # noqa: S608
 
 
 def _plan_split(
@@ -396,14 +416,21 @@ def _plan_assignments_and_batches(*, run: CampaignRun, experiment: Experiment, p
 
 def _plan_finish(*, run: CampaignRun, campaign: Campaign, plan: str, now: dt.datetime) -> PlanResult | None:
     """The run's counts and its status (sending, or completed with nothing to send), and the plan
-    dropped, in one transaction. None when the campaign was cancelled meanwhile (its deliveries stay
-    unsent)."""
+    dropped, in one transaction. None when the campaign was cancelled or completed meanwhile: the run
+    is cancelled, its deliveries stay unsent."""
     result = PlanResult(run_id=run.pk)
     with segment_query_memory(), connection.cursor() as cursor:
         planning = CampaignRun.objects.select_for_update(of=("self",)).filter(
             pk=run.pk, status=CampaignRun.Status.PLANNING
         )
-        if not list(planning.values_list("pk", flat=True)):
+        campaign_status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        if not list(planning.values_list("pk", flat=True)) or campaign_status in (
+            Campaign.Status.CANCELLED,
+            Campaign.Status.COMPLETED,
+        ):
+            CampaignRun.objects.filter(pk=run.pk, status=CampaignRun.Status.PLANNING).update(
+                status=CampaignRun.Status.CANCELLED, completed_at=now
+            )
             DeliveryBatch.objects.filter(run=run).delete()  # never enqueued: the run was not sending
             _plan_drop(plan)
             return None
@@ -445,6 +472,10 @@ def _plan_finish(*, run: CampaignRun, campaign: Campaign, plan: str, now: dt.dat
     return result
 
 
+def _plan_table(run_id: int) -> str:
+    return connection.ops.quote_name(f"{PLAN_TABLE_PREFIX}{int(run_id)}")
+
+
 def _plan_drop(plan: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {plan}")
@@ -462,8 +493,11 @@ def _side_by_side(first: Callable[[], None], second: Callable[[], None], *, apar
         beside = pool.submit(_on_own_connection, second)
         try:
             first()
-        finally:
+        except BaseException:
             wait([beside])
+            if beside.exception() is not None:
+                logger.error("Planning beside failed too", exc_info=beside.exception())
+            raise
         beside.result()
 
 
@@ -503,7 +537,8 @@ def batches_enqueue(*, enqueue: Enqueue, now: dt.datetime | None = None, limit: 
 
 
 def runs_complete(*, now: dt.datetime | None = None) -> int:
-    """Runs whose batches are all done are completed; a one-off campaign with its run completed is too."""
+    """Runs whose batches are all done are completed; a one-off campaign with its run completed is
+    too, and a recurring or triggered one past its end once its runs in progress are."""
     now = now or timezone.now()
     open_batches = DeliveryBatch.objects.filter(run=OuterRef("pk")).exclude(status=DeliveryBatch.Status.DONE)
     done = CampaignRun.objects.filter(status=CampaignRun.Status.SENDING).filter(~Exists(open_batches))
@@ -522,10 +557,39 @@ def runs_complete(*, now: dt.datetime | None = None) -> int:
             )
         )
         | Q(kind__in=[Campaign.Kind.RECURRING, Campaign.Kind.TRIGGERED], ends_at__lte=now)
+        # Its last runs sent first: a run being planned or sent when the end comes is finished.
+        & ~Exists(
+            CampaignRun.objects.filter(
+                campaign=OuterRef("pk"), status__in=[CampaignRun.Status.PLANNING, CampaignRun.Status.SENDING]
+            )
+        )
     )
     for campaign in finished:
         campaign_transition(campaign=campaign, to=Campaign.Status.COMPLETED, now=now)
     return completed
+
+
+def plan_tables_forget() -> int:
+    """The plans of runs no longer planning, dropped: left behind when a planner died and its run was
+    cancelled before another planner took it up. One that a live planner holds (its lock taken) is
+    left to it. Returns how many were dropped."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, %s)",
+            [PLAN_TABLE_PREFIX],
+        )
+        names = [name for (name,) in cursor.fetchall()]
+    runs = {int(suffix): name for name in names if (suffix := name.removeprefix(PLAN_TABLE_PREFIX)).isdigit()}
+    planning = set(
+        CampaignRun.objects.filter(pk__in=list(runs), status=CampaignRun.Status.PLANNING).values_list("pk", flat=True)
+    )
+    dropped = 0
+    for run_id in runs.keys() - planning:
+        with _planning_lock(run_id) as held:
+            if held:
+                _plan_drop(_plan_table(run_id))
+                dropped += 1
+    return dropped
 
 
 def due_runs(*, now: dt.datetime | None = None) -> list[int]:
@@ -535,7 +599,13 @@ def due_runs(*, now: dt.datetime | None = None) -> list[int]:
             # Planning runs too: a planner that died left them so (run_plan skips those still planned).
             status__in=[CampaignRun.Status.SCHEDULED, CampaignRun.Status.PLANNING],
             scheduled_for__lte=now,
-            campaign__status__in=[Campaign.Status.SCHEDULED, Campaign.Status.RUNNING, Campaign.Status.CANCELLED],
+            # Of cancelled and completed campaigns too: planning them cancels their runs left behind.
+            campaign__status__in=[
+                Campaign.Status.SCHEDULED,
+                Campaign.Status.RUNNING,
+                Campaign.Status.CANCELLED,
+                Campaign.Status.COMPLETED,
+            ],
         )
         .order_by("scheduled_for")
         .values_list("pk", flat=True)
@@ -563,4 +633,5 @@ def dispatch_tick(*, enqueue: Enqueue, now: dt.datetime | None = None) -> TickRe
     enqueued = batches_enqueue(enqueue=enqueue, now=now)
     completed = runs_complete(now=now)
     throttles_forget(before=now - dt.timedelta(hours=1))
+    plan_tables_forget()
     return TickResult(runs_made, entries_made, planned, enqueued, completed)
