@@ -5,45 +5,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audiences', '0014_products_schedule'),
-        ('campaigns', '0008_bulk_without_row_checks'),
+        ("audiences", "0014_products_schedule"),
+        ("campaigns", "0008_bulk_without_row_checks"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='delivery',
-            name='delivery_once',
+            model_name="delivery",
+            name="delivery_once",
         ),
         migrations.RemoveIndex(
-            model_name='campaignrun',
-            name='run_due_idx',
+            model_name="campaignrun",
+            name="run_due_idx",
         ),
         migrations.RemoveIndex(
-            model_name='delivery',
-            name='delivery_campaign_status_idx',
+            model_name="delivery",
+            name="delivery_campaign_status_idx",
         ),
         migrations.AlterField(
-            model_name='delivery',
-            name='campaign',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='deliveries', to='campaigns.campaign'),
+            model_name="delivery",
+            name="campaign",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="deliveries",
+                to="campaigns.campaign",
+            ),
         ),
         migrations.AlterField(
-            model_name='delivery',
-            name='variant',
-            field=models.ForeignKey(blank=True, db_constraint=False, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='campaigns.campaignvariant'),
+            model_name="delivery",
+            name="variant",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="campaigns.campaignvariant",
+            ),
         ),
         migrations.AddIndex(
-            model_name='campaignrun',
-            index=models.Index(condition=models.Q(('status__in', ['scheduled', 'planning'])), fields=['scheduled_for'], name='run_due_idx'),
+            model_name="campaignrun",
+            index=models.Index(
+                condition=models.Q(("status__in", ["scheduled", "planning"])),
+                fields=["scheduled_for"],
+                name="run_due_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('variant__isnull', False)), fields=['variant'], name='delivery_variant_idx'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("variant__isnull", False)), fields=["variant"], name="delivery_variant_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('run', 'contact', 'channel'), include=('status',), name='delivery_once'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                fields=("run", "contact", "channel"), include=("status",), name="delivery_once"
+            ),
         ),
     ]

@@ -4,15 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('goals', '0007_bulk_without_row_checks'),
+        ("goals", "0007_bulk_without_row_checks"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='experiment',
-            name='split_fixed_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When a campaign first planned with this split; the holdout can no longer change.', null=True, verbose_name='split fixed at'),
+            model_name="experiment",
+            name="split_fixed_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When a campaign first planned with this split; the holdout can no longer change.",
+                null=True,
+                verbose_name="split fixed at",
+            ),
         ),
     ]
