@@ -191,23 +191,16 @@ DELIVERIES_SQL = """
     ON CONFLICT (run_id, contact_id, channel) DO NOTHING
 """
 
-# The run's batches from its plan: ranges of contact ids with CAMPAIGN_BATCH_SIZE treated contacts
-# each, that tile all ids (the first from 0, the last to the largest bigint), so that a delivery
-# planned by an earlier attempt at the run, for a contact no longer in its audience, is still in one.
+# The run's batches, cut from its plan: ranges of contact ids with CAMPAIGN_BATCH_SIZE treated
+# contacts each (its deliveries are exactly the plan's: a run planned again starts over).
 BATCHES_SQL = """
     INSERT INTO {batch} (run_id, contact_from, contact_to, status, leased_by, attempts, created_at)
-    SELECT %s,
-           CASE WHEN number = 0 THEN 0 ELSE first END,
-           coalesce(lead(first) OVER (ORDER BY number) - 1, 9223372036854775807),
-           %s, '', 0, %s
+    SELECT %s, min(id), max(id), %s, '', 0, %s
     FROM (
-        SELECT number, min(id) AS first
-        FROM (
-            SELECT id, (row_number() OVER (ORDER BY id) - 1) / %s AS number
-            FROM {plan} WHERE NOT excluded AND NOT held_out
-        ) treated
-        GROUP BY number
-    ) chunks
+        SELECT id, (row_number() OVER (ORDER BY id) - 1) / %s AS number
+        FROM {plan} WHERE NOT excluded AND NOT held_out
+    ) treated
+    GROUP BY number
 """
 
 
@@ -315,8 +308,8 @@ def _plan_claim(*, run_id: int, now: dt.datetime) -> _Claimed | None:
             return None
         campaign = run.campaign
         if campaign.status in (Campaign.Status.CANCELLED, Campaign.Status.COMPLETED):
+            # A plan an earlier attempt left is dropped by the tick (plan_tables_forget).
             CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
-            _plan_drop(_plan_table(run.pk))
             return None
         if campaign.status == Campaign.Status.PAUSED:
             return None  # planned once the campaign is resumed
@@ -380,8 +373,7 @@ def _plan_split(
 
 def _plan_deliveries(*, run: CampaignRun, campaign: Campaign, plan: str) -> None:
     """One delivery per planned contact and channel, the holdout marked and those without consent
-    held back, in one INSERT ... SELECT ... ON CONFLICT DO NOTHING (planning again adds only what is
-    missing)."""
+    held back, in one INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
     variant, variant_params = variant_sql(run=run, contact_id="p.id")
     channels = list(campaign.channels)
     with segment_query_memory(), connection.cursor() as cursor:
@@ -448,11 +440,6 @@ def _plan_finish(*, run: CampaignRun, campaign: Campaign, plan: str, now: dt.dat
         batches = DeliveryBatch.objects.filter(run=run)
         if not result.planned:
             batches.delete()  # nothing to send: everyone held out or held back
-        elif not batches.exists():
-            # Deliveries of an earlier attempt, and nobody to send to in the audience now.
-            DeliveryBatch.objects.create(
-                run=run, contact_from=0, contact_to=9223372036854775807, status=DeliveryBatch.Status.QUEUED
-            )
         result.batches = batches.count()
         if campaign.kind == Campaign.Kind.TRIGGERED:
             campaign.trigger_entries.filter(status=TriggerEntry.Status.WAITING, due_at__lte=run.scheduled_for).update(
