@@ -204,6 +204,7 @@ class Event(models.Model):
         EMAIL_BOUNCED = "email_bounced", _("Email bounced")
         EMAIL_COMPLAINED = "email_complained", _("Email marked as spam")
         CALL_OUTCOME = "call_outcome", _("Call outcome")
+        OFFER_RESPONSE = "offer_response", _("Offer response")
         NPS_RESPONSE = "nps_response", _("NPS response")
         SATISFACTION_RESPONSE = "satisfaction_response", _("Satisfaction response")
 

@@ -5,6 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from dialoog.models import TimeStampedModel
@@ -583,3 +584,307 @@ class WebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.event_id}"
+
+
+# --- Offers and the next-best-offer decision --------------------------------------------------------
+
+
+class OfferChannel(models.TextChoices):
+    """Where an offer can be made while the customer is there: on the phone, or in a follow-up."""
+
+    CALLCENTER = "callcenter", _("Callcenter")
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+
+
+class Offer(TimeStampedModel):
+    """Something an agent can offer a customer on the line: it belongs to a campaign (so it serves
+    that campaign's goal), has a script, an eligibility segment, a validity window, a value and
+    limits. The decision ranks the live offers a contact is eligible for by
+    propensity x context weight x value x lever (`campaigns.offers.decisions`)."""
+
+    class Propensity(models.TextChoices):
+        SCORE = "score", _("A score on the profile")
+        LEARNED = "learned", _("Learned from this offer's responses")
+        FIXED = "fixed", _("A fixed rate")
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    code = models.CharField(
+        _("offer code"), max_length=64, blank=True, help_text=_("The code the customer uses to take the offer.")
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.PROTECT,
+        related_name="offers",
+        verbose_name=_("campaign"),
+        help_text=_("The campaign it belongs to: it serves that campaign's goal. Live while the campaign is active."),
+    )
+    script = models.ForeignKey(
+        "content.Template",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("callcenter script"),
+        limit_choices_to={"channel": "script"},
+        help_text=_("What the agent says; rendered for the customer on the line."),
+    )
+    follow_up = models.ForeignKey(
+        "content.Template",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("follow-up"),
+        limit_choices_to={"channel__in": ["email", "sms"]},
+        help_text=_("Optional: the email or SMS that confirms the offer after the call."),
+    )
+    segment = models.ForeignKey(
+        "audiences.Segment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("eligible segment"),
+        help_text=_("Only contacts in this segment get the offer; empty: every contact."),
+    )
+    active = models.BooleanField(_("active"), default=True, help_text=_("Switch an offer off without deleting it."))
+    starts_at = models.DateTimeField(_("valid from"), null=True, blank=True)
+    ends_at = models.DateTimeField(_("valid until"), null=True, blank=True)
+    value = models.DecimalField(
+        _("value (€)"), max_digits=10, decimal_places=2, help_text=_("What an accept is worth, in euro.")
+    )
+    propensity_source = models.CharField(
+        _("propensity from"), max_length=16, choices=Propensity.choices, default=Propensity.LEARNED
+    )
+    propensity_score = models.SlugField(
+        _("score"),
+        max_length=64,
+        blank=True,
+        help_text=_("With “a score on the profile”: the score's name, such as “churn” or “tuin_affinity”."),
+    )
+    propensity_default = models.FloatField(
+        _("default propensity"),
+        default=0.1,
+        help_text=_(
+            "The chance of an accept, 0 to 1: the fixed rate, the starting point a learned rate moves from, "
+            "and what a contact without the score gets."
+        ),
+    )
+    lever = models.FloatField(
+        _("business lever"),
+        default=1.0,
+        help_text=_("A weight the marketeer tunes: 2 makes the offer twice as likely to win, 0.5 half as likely."),
+    )
+    max_presentations = models.PositiveSmallIntegerField(
+        _("at most presentations"),
+        null=True,
+        blank=True,
+        help_text=_("Per contact within the period below; empty: no limit."),
+    )
+    presentation_days = models.PositiveSmallIntegerField(_("period (days)"), default=30)
+    cooldown_days = models.PositiveSmallIntegerField(
+        _("cool-down after a reject (days)"), default=14, help_text=_("0: it may be offered again at once.")
+    )
+    daily_capacity = models.PositiveIntegerField(
+        _("at most accepts a day"), null=True, blank=True, help_text=_("Empty: no limit.")
+    )
+    holdout_percent = models.DecimalField(
+        _("holdout (%)"),
+        max_digits=5,
+        decimal_places=2,
+        default=10,
+        help_text=_(
+            "The share of contacts for whom it is only recorded as “would have presented”, to measure its effect."
+        ),
+    )
+    holdout_off_reason = models.TextField(
+        _("why there is no holdout"), blank=True, help_text=_("Needed when the holdout is 0%.")
+    )
+    experiment = models.OneToOneField(
+        "goals.Experiment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="offer",
+        editable=False,
+        verbose_name=_("measurement"),
+    )
+    # The learned propensity's counts, kept up by offer_response_record (F() increments).
+    responses = models.PositiveIntegerField(_("responses"), default=0, editable=False)
+    accepts = models.PositiveIntegerField(_("accepts"), default=0, editable=False)
+    # Top offers recorded in the measurement up to this decision item (offer_assignments_record).
+    assigned_through = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        verbose_name = _("offer")
+        verbose_name_plural = _("offers")
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gte=0), name="offer_value_not_negative"),
+            models.CheckConstraint(condition=Q(lever__gt=0), name="offer_lever_positive"),
+            models.CheckConstraint(
+                condition=Q(propensity_default__gte=0, propensity_default__lte=1), name="offer_propensity_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(holdout_percent__gte=0, holdout_percent__lte=50), name="offer_holdout_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(starts_at__isnull=True) | Q(ends_at__gt=F("starts_at")),
+                name="offer_ends_after_start",
+            ),
+            models.CheckConstraint(condition=Q(presentation_days__gte=1), name="offer_period_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OfferContextWeight(models.Model):
+    """How much a channel, or a moment of the day, favours an offer: the C of P x C x V x L. An
+    offer's context weight is the product of its rows that match the decision (1 when none does)."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="context_weights")
+    channel = models.CharField(
+        _("channel"), max_length=16, choices=OfferChannel.choices, blank=True, help_text=_("Empty: every channel.")
+    )
+    hour_from = models.PositiveSmallIntegerField(
+        _("from hour"), null=True, blank=True, help_text=_("With “until hour”: only then (0 to 23, local time).")
+    )
+    hour_until = models.PositiveSmallIntegerField(_("until hour"), null=True, blank=True)
+    weight = models.FloatField(_("weight"), default=1.0)
+
+    class Meta:
+        verbose_name = _("context weight")
+        verbose_name_plural = _("context weights")
+        constraints = [
+            models.CheckConstraint(condition=Q(weight__gte=0), name="offer_weight_not_negative"),
+            models.CheckConstraint(
+                condition=Q(hour_from__isnull=True, hour_until__isnull=True)
+                | Q(hour_from__lte=23, hour_until__gte=1, hour_until__lte=24, hour_until__gt=F("hour_from")),
+                name="offer_weight_hours",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer}: {self.weight:g}"
+
+
+class OfferDecision(models.Model):
+    """One answer to "which offer for this contact, now?": the ranked offers, and why the others
+    were left out. Responses refer to it, so an agent can only answer for what was presented."""
+
+    contact = models.ForeignKey(
+        "audiences.Contact", on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
+    )
+    channel = models.CharField(_("channel"), max_length=16, choices=OfferChannel.choices)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    left_out = models.JSONField(_("left out"), default=list, blank=True, help_text=_("Offers left out, and why."))
+    created_at = models.DateTimeField(_("decided at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("offer decision")
+        verbose_name_plural = _("offer decisions")
+        permissions = [("use_next_best_offer", _("Can ask for next-best offers and record the answers"))]
+        indexes = [
+            # A contact's earlier decisions, newest first (the console's history).
+            models.Index(fields=["contact", "-created_at"], name="offer_decision_contact_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class OfferDecisionItem(models.Model):
+    """One offer of a decision with its score parts and explanation: presented to the agent, or
+    recorded as "would have presented" for a contact in the offer's holdout."""
+
+    decision = models.ForeignKey(OfferDecision, on_delete=models.CASCADE, related_name="items")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="+")
+    contact_id = models.BigIntegerField()
+    rank = models.PositiveSmallIntegerField(_("rank"))
+    presented = models.BooleanField(_("presented"), default=True)
+    held_out = models.BooleanField(_("held out"), default=False)
+    propensity = models.FloatField(_("propensity"))
+    context_weight = models.FloatField(_("context weight"))
+    value = models.DecimalField(_("value"), max_digits=10, decimal_places=2)
+    lever = models.FloatField(_("lever"))
+    score = models.FloatField(_("score"))
+    explanation = models.TextField(_("why"))
+    created_at = models.DateTimeField(_("decided at"))
+
+    class Meta:
+        verbose_name = _("decided offer")
+        verbose_name_plural = _("decided offers")
+        ordering = ["decision", "rank"]
+        constraints = [models.UniqueConstraint(fields=["decision", "offer"], name="decision_offer_once")]
+        indexes = [
+            # The decision's limits: how often this contact was shown each offer lately.
+            models.Index(fields=["contact_id", "created_at"], include=["offer"], name="decision_item_contact_idx"),
+            # Recording top offers in the offer's measurement, in order (offer_assignments_record).
+            models.Index(fields=["offer", "id"], condition=Q(rank=1), name="decision_item_top_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id}: {self.offer_id} #{self.rank}"
+
+
+class OfferResponse(models.Model):
+    """What the customer said to a presented offer, recorded by the agent; it becomes an
+    `offer_response` event in the customer's history."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+        LATER = "later", _("Later")
+
+    decision = models.ForeignKey(OfferDecision, on_delete=models.CASCADE, related_name="responses")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="offer_responses")
+    contact_id = models.BigIntegerField()
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    client_request_id = models.CharField(_("request id"), max_length=100)
+    event_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(_("recorded at"))
+
+    class Meta:
+        verbose_name = _("offer response")
+        verbose_name_plural = _("offer responses")
+        ordering = ["-created_at"]
+        constraints = [
+            # A retried POST finds its response by its request id.
+            models.UniqueConstraint(fields=["client_request_id"], name="offer_response_request_once"),
+            # An offer is accepted or rejected once per decision (a double click records one).
+            models.UniqueConstraint(
+                fields=["decision", "offer"],
+                condition=Q(outcome__in=["accepted", "rejected"]),
+                name="offer_response_final_once",
+            ),
+        ]
+        indexes = [
+            # The decision's limits (cool-down, never after an accept) and the console's history.
+            models.Index(
+                fields=["contact_id", "created_at"], include=["offer", "outcome"], name="offer_response_contact_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer_id}: {self.outcome}"
+
+
+class OfferDay(models.Model):
+    """An offer's accepts on one day (the organisation's timezone), for its daily capacity."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    accepts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["offer", "day"], name="offer_day_once")]
+
+    def __str__(self) -> str:
+        return f"{self.offer_id} {self.day}: {self.accepts}"

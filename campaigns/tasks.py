@@ -8,6 +8,7 @@ import socket
 from celery import shared_task
 from django.utils import timezone
 
+from campaigns.offers.services import offer_assignments_record
 from campaigns.services.exports import audience_exports_due
 from campaigns.services.runs import dispatch_tick
 from campaigns.services.sending import batch_send
@@ -51,3 +52,10 @@ def audience_exports_task() -> dict:
     occurrence is exported once, also when two of these run at the same time."""
     result = audience_exports_due(now=timezone.now())
     return {"exported": result.exported, "failed": result.failed}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def offer_assignments_task() -> dict:
+    """Every minute (django-celery-beat): the contacts each offer was the top offer for, recorded in
+    its measurement; safe to run twice."""
+    return {"assigned": offer_assignments_record(now=timezone.now())}

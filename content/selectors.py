@@ -88,12 +88,29 @@ def template_newest_versions(*, template: Template) -> dict[str, TemplateVersion
     return {version.language: version for version in newest}
 
 
+def language_candidates(language: str | None, default_language: str) -> list[str]:
+    """The languages to look for, best first, for a contact speaking `language`: their language,
+    its main language (`en` for `en-gb`), the template's default language."""
+    wanted = (language or "").strip().lower().replace("_", "-").split(".")[0]  # en_GB.UTF-8 is en-gb
+    return [code for code in (wanted, wanted.split("-")[0], default_language) if code]
+
+
+def version_for_language(
+    newest: Mapping[str, TemplateVersion], *, language: str | None, default_language: str
+) -> TemplateVersion | None:
+    """Of a template's newest versions by language (`template_newest_versions`), the one a contact
+    speaking `language` gets, as `template_version_for` chooses it; no query."""
+    for code in language_candidates(language, default_language):
+        if code in newest:
+            return newest[code]
+    return None
+
+
 def template_version_for(*, template: Template, language: str | None) -> TemplateVersion | None:
     """The version a contact speaking `language` gets: their language, else its main language
     (`en` for `en-gb`), else the template's default language."""
-    wanted = (language or "").strip().lower().replace("_", "-").split(".")[0]  # en_GB.UTF-8 is en-gb
-    candidates = [wanted, wanted.split("-")[0], template.default_language]
-    versions = template.versions.filter(language__in=[code for code in candidates if code])
+    candidates = language_candidates(language, template.default_language)
+    versions = template.versions.filter(language__in=candidates)
     newest = {row["language"]: row["number"] for row in versions.values("language").annotate(number=Max("number"))}
     for code in candidates:
         if code in newest:

@@ -43,6 +43,8 @@ ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("campaigns", EVERYTHING, READ),
         ("audiences", "event", ("add",)),
         ("audiences", "consentchange", ("add",)),
+        # The next-best offer: asking for it and recording the customer's answer, for agents alone.
+        ("campaigns", "offerdecision", ("use",)),
     ],
     ADMINISTRATOR: [(EVERYTHING, EVERYTHING, ALL_ACTIONS)],
 }

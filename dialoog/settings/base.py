@@ -310,7 +310,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "dialoog.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "dialoog.api.errors.exception_handler",
+    # Per user. An agent with a customer on the line asks a few times a minute; the limit stops a
+    # runaway script. Counted in the cache (CACHE_URL): per process with the default local memory.
+    "DEFAULT_THROTTLE_RATES": {"next_best_offer": env.str("NEXT_BEST_OFFER_RATE", default="120/min")},
 }
+
+# The cache: local memory per process by default; point CACHE_URL at Redis
+# (redis://127.0.0.1:6379/2) so that throttles count across processes and machines.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+# How long a process keeps the live offers, compiled, before reading them again: an offer or
+# segment changed in the admin reaches every agent within this many seconds.
+OFFER_CATALOGUE_SECONDS = env.int("OFFER_CATALOGUE_SECONDS", default=10)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Dialoog API",

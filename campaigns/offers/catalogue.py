@@ -1,0 +1,322 @@
+"""The live offers, ready to decide with: read and compiled once, kept for a few seconds.
+
+A decision must answer in milliseconds while a customer is on the line, so it cannot read 50
+offers, compile 50 segments and look up their templates on every request. The catalogue does
+that once per process and keeps it for `settings.OFFER_CATALOGUE_SECONDS` (10 s by default): an
+offer or segment changed in the admin reaches the agents within that time (the process that saved
+it at once). It holds:
+
+- each live offer's settings, its script's newest versions per language, its context weights and
+  its measurement's holdout;
+- the decision's one query, per way of finding the contact (contact key, e-mail address, phone
+  number, id): the contact's profile, consent, scores, recent messages and offer history, and for
+  each offer whether the contact is in its segment, as one row. The segments' relative windows
+  ("in the last 90 days") are computed when the catalogue is built, so they may be that many
+  seconds old;
+- the contact policy (frequency cap), the global control group and the published content blocks.
+
+"Live" means: switched on, not ended, and its campaign activated and not paused or cancelled (a
+completed campaign's offer stays live: the offer mailed last week is what the callcenter offers
+now). An offer that starts later is kept, and left out by the decision until it starts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import BooleanField, ExpressionWrapper, Q, Subquery, Value
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from audiences.models import Consent, Contact, Identity, Score
+from audiences.segments import RuleError
+from audiences.selectors.contacts import PROFILE_FIELDS
+from audiences.selectors.segments import segment_condition
+from campaigns.models import (
+    Campaign,
+    Delivery,
+    Offer,
+    OfferDay,
+    OfferDecisionItem,
+    OfferResponse,
+)
+from campaigns.services.policies import CAPPED_CHANNELS, contact_policy
+from content.selectors import BlockSources, published_blocks, template_newest_versions
+from goals.experiments import buckets_below, experiment_split_fix, global_control
+
+LIVE_CAMPAIGN_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.RUNNING, Campaign.Status.COMPLETED)
+LOOKUPS = ("contact_key", "email", "phone", "id")
+
+# Stand-ins for the looked-up value while the query is compiled; replaced by the real value.
+_SENTINELS: dict[str, Any] = {
+    "contact_key": uuid.UUID("00000000-0000-4000-8000-00000000c0de"),
+    "email": "lookup-sentinel@dialoog.invalid",
+    "phone": "+00lookup-sentinel",
+    "id": -4_242_424_242,
+}
+
+
+@dataclass(frozen=True)
+class Weight:
+    channel: str
+    hour_from: int | None
+    hour_until: int | None
+    weight: float
+
+    def applies(self, *, channel: str, hour: int) -> bool:
+        if self.channel and self.channel != channel:
+            return False
+        if self.hour_from is None or self.hour_until is None:
+            return True
+        return self.hour_from <= hour < self.hour_until
+
+
+@dataclass(frozen=True)
+class OfferSpec:
+    id: int
+    name: str
+    description: str
+    code: str
+    campaign_id: int
+    campaign_name: str
+    value: Decimal
+    lever: float
+    propensity_source: str
+    propensity_score: str
+    propensity_default: float
+    responses: int
+    accepts: int
+    max_presentations: int | None
+    presentation_days: int
+    cooldown_days: int
+    daily_capacity: int | None
+    starts_at: Any
+    ends_at: Any
+    segment_name: str | None
+    segment_problem: str | None
+    holdout_key: uuid.UUID | None
+    holdout_buckets: int
+    weights: tuple[Weight, ...]
+    script_versions: dict[str, Any]
+    script_default_language: str
+    follow_up_channel: str | None
+
+    @property
+    def column(self) -> str:
+        return f"in_offer_{self.id}"
+
+
+@dataclass(frozen=True)
+class LookupQuery:
+    sql: str
+    params: tuple[Any, ...]
+    position: int  # of the looked-up value in params
+
+    def with_value(self, value: Any) -> list[Any]:
+        params = list(self.params)
+        params[self.position] = value
+        return params
+
+
+@dataclass
+class Catalogue:
+    built_at: float
+    offers: tuple[OfferSpec, ...]
+    queries: dict[str, LookupQuery]
+    cap_total: int
+    cap_per_channel: int
+    cap_days: int
+    history_days: int
+    control_key: uuid.UUID | None
+    control_buckets: int
+    blocks: BlockSources = field(repr=False)
+
+
+_lock = threading.Lock()
+_current: Catalogue | None = None
+
+
+def catalogue_forget() -> None:
+    """Build the catalogue afresh at the next decision (after an offer was saved in this process)."""
+    global _current
+    with _lock:
+        _current = None
+
+
+def offer_catalogue() -> Catalogue:
+    """The catalogue, built when there is none or it is older than settings.OFFER_CATALOGUE_SECONDS."""
+    global _current
+    keep = getattr(settings, "OFFER_CATALOGUE_SECONDS", 10)
+    current = _current
+    if current is not None and time.monotonic() - current.built_at < keep:
+        return current
+    with _lock:
+        if _current is not None and time.monotonic() - _current.built_at < keep:
+            return _current
+        _current = _build()
+        return _current
+
+
+def live_offers(now=None):
+    """The offers that are switched on, not ended, and whose campaign is active or completed."""
+    now = now or timezone.now()
+    return Offer.objects.filter(
+        Q(ends_at__isnull=True) | Q(ends_at__gt=now), active=True, campaign__status__in=LIVE_CAMPAIGN_STATUSES
+    )
+
+
+def _build() -> Catalogue:
+    now = timezone.now()
+    offers = list(
+        live_offers(now)
+        .select_related("campaign", "segment", "script", "follow_up", "experiment")
+        .prefetch_related("context_weights")
+        .order_by("pk")
+    )
+    specs = []
+    conditions: dict[str, Any] = {}
+    for offer in offers:
+        problem = None
+        if offer.segment is not None:
+            try:
+                conditions[f"in_offer_{offer.pk}"] = ExpressionWrapper(
+                    segment_condition(segment=offer.segment, now=now), output_field=BooleanField()
+                )
+            except RuleError as error:
+                problem = str(error)
+                conditions[f"in_offer_{offer.pk}"] = Value(False)
+        experiment = offer.experiment
+        if experiment is not None and experiment.split_fixed_at is None:
+            experiment = experiment_split_fix(experiment=experiment, now=now)
+        newest = template_newest_versions(template=offer.script)
+        for version in newest.values():
+            version.template = offer.script  # the renderer reads its channel
+        specs.append(
+            OfferSpec(
+                id=offer.pk,
+                name=offer.name,
+                description=offer.description,
+                code=offer.code,
+                campaign_id=offer.campaign_id,
+                campaign_name=offer.campaign.name,
+                value=offer.value,
+                lever=offer.lever,
+                propensity_source=offer.propensity_source,
+                propensity_score=offer.propensity_score,
+                propensity_default=offer.propensity_default,
+                responses=offer.responses,
+                accepts=offer.accepts,
+                max_presentations=offer.max_presentations,
+                presentation_days=offer.presentation_days,
+                cooldown_days=offer.cooldown_days,
+                daily_capacity=offer.daily_capacity,
+                starts_at=offer.starts_at,
+                ends_at=offer.ends_at,
+                segment_name=offer.segment.name if offer.segment else None,
+                segment_problem=problem,
+                holdout_key=experiment.key if experiment is not None else None,
+                holdout_buckets=buckets_below(experiment.holdout_percent) if experiment is not None else 0,
+                weights=tuple(
+                    Weight(w.channel, w.hour_from, w.hour_until, w.weight) for w in offer.context_weights.all()
+                ),
+                script_versions=newest,
+                script_default_language=offer.script.default_language,
+                follow_up_channel=offer.follow_up.channel if offer.follow_up else None,
+            )
+        )
+    policy = contact_policy()
+    control = global_control()
+    history_days = max([policy.cap_days, *(spec.presentation_days for spec in specs)])
+    facts = _facts(cap_days=policy.cap_days, history_days=history_days)
+    queries = {lookup: _lookup_query(lookup, facts, conditions) for lookup in LOOKUPS}
+    return Catalogue(
+        built_at=time.monotonic(),
+        offers=tuple(specs),
+        queries=queries,
+        cap_total=policy.cap_total,
+        cap_per_channel=policy.cap_per_channel,
+        cap_days=policy.cap_days,
+        history_days=history_days,
+        control_key=control.key if control.enabled else None,
+        control_buckets=buckets_below(control.percent) if control.enabled else 0,
+        blocks=published_blocks(),
+    )
+
+
+def _subquery(sql: str, params: tuple[Any, ...] = ()) -> RawSQL:
+    """A subquery on the contact's row. `{contact}` is the contact's id; the other names in braces
+    are the tables of the models they name; every value is a parameter."""
+    tables = {
+        "contact": f'"{Contact._meta.db_table}"."id"',
+        "consents": Consent._meta.db_table,
+        "scores": Score._meta.db_table,
+        "deliveries": Delivery._meta.db_table,
+        "decision_items": OfferDecisionItem._meta.db_table,
+        "responses": OfferResponse._meta.db_table,
+        "offer_days": OfferDay._meta.db_table,
+        "capped": ", ".join(f"'{channel}'" for channel in CAPPED_CHANNELS),
+    }
+    return RawSQL(sql.format(**tables), params)  # noqa: S611 - table and channel names of ours, values as parameters
+
+
+def _facts(*, cap_days: int, history_days: int) -> dict[str, RawSQL]:
+    """What the decision needs to know of the contact besides its profile, each a subquery on the
+    contact's row; every one is an index lookup by contact."""
+    return {
+        "consent_states": _subquery(
+            "SELECT json_object_agg(channel, status) FROM {consents} WHERE contact_id = {contact}"
+        ),
+        "score_values": _subquery("SELECT json_object_agg(name, value) FROM {scores} WHERE contact_id = {contact}"),
+        # Messages sent within the frequency cap's days, by channel (delivery_sent_idx).
+        "sent": _subquery(
+            """SELECT json_object_agg(channel, n) FROM (
+                   SELECT channel, count(*) AS n FROM {deliveries}
+                   WHERE contact_id = {contact} AND status = 'sent' AND channel IN ({capped})
+                     AND sent_at >= now() - make_interval(days => %s)
+                   GROUP BY channel) AS sent""",
+            (cap_days,),
+        ),
+        # Offers presented within the longest period any limit looks back (decision_item_contact_idx).
+        "shown": _subquery(
+            """SELECT json_agg(json_build_array(offer_id, extract(epoch FROM created_at)))
+               FROM {decision_items}
+               WHERE contact_id = {contact} AND presented AND created_at >= now() - make_interval(days => %s)""",
+            (history_days,),
+        ),
+        # Every accept and reject (never again after an accept; a cool-down after a reject).
+        "answered": _subquery(
+            """SELECT json_agg(json_build_array(offer_id, outcome, extract(epoch FROM created_at)))
+               FROM {responses} WHERE contact_id = {contact} AND outcome IN ('accepted', 'rejected')"""
+        ),
+        # Each offer's accepts today, for its daily capacity.
+        "accepted_today": _subquery(
+            "SELECT json_object_agg(offer_id, accepts) FROM {offer_days} WHERE day = (now() AT TIME ZONE %s)::date",
+            (settings.TIME_ZONE,),
+        ),
+    }
+
+
+def _lookup_query(lookup: str, facts: dict[str, RawSQL], conditions: dict[str, Any]) -> LookupQuery:
+    sentinel = _SENTINELS[lookup]
+    if lookup in ("email", "phone"):
+        found = Q(pk=Subquery(Identity.objects.filter(kind=lookup, value=sentinel).values("contact_id")[:1]))
+    elif lookup == "contact_key":
+        found = Q(contact_key=sentinel)
+    else:
+        found = Q(pk=sentinel)
+    queryset = (
+        Contact.objects.filter(found)
+        .annotate(**facts, **conditions)
+        .values(*PROFILE_FIELDS, "erased_at", *facts, *conditions)
+    )
+    sql, params = queryset.query.sql_with_params()
+    positions = [index for index, param in enumerate(params) if param == sentinel]
+    if len(positions) != 1:  # pragma: no cover - a change in how Django compiles the lookup
+        raise RuntimeError(f"The {lookup} lookup's value appears {len(positions)} times in the decision query.")
+    return LookupQuery(sql=sql, params=tuple(params), position=positions[0])

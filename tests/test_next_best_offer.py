@@ -1,0 +1,208 @@
+"""The next-best offer: eligibility, contact policies, arbitration (P x C x V x L), explanations,
+holdout, and the answers flowing back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from audiences.models import Event, Score
+from audiences.services.consents import consent_record
+from campaigns.models import Offer, OfferContextWeight, OfferDecision, OfferDecisionItem, OfferResponse
+from campaigns.offers.catalogue import catalogue_forget
+from campaigns.offers.decisions import ContactNotFound, contact_lookup, offer_decide
+from campaigns.offers.services import ResponseConflict, offer_assignments_record, offer_response_record
+from goals.experiments import buckets_below, holdout_bucket
+from goals.models import Assignment, Experiment
+from tests.campaign_helpers import static_segment
+from tests.offer_helpers import caller, live_campaign, offer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
+
+
+def decide(contact, **kwargs):
+    return offer_decide(lookup="id", value=contact.pk, **kwargs)
+
+
+def names(decision):
+    return [item.spec.name for item in decision.offers]
+
+
+def reasons(decision):
+    return {left.name: left.reason for left in decision.left_out}
+
+
+def test_offers_rank_by_propensity_context_value_and_lever():
+    contact = caller(first_name="Sanne")
+    campaign = live_campaign()
+    offer(name="Tuinset", value=120, campaign=campaign, propensity_default=0.3)  # 36
+    offer(name="Heggenschaar", value=50, campaign=campaign, propensity_default=0.5, lever=2.0)  # 50
+    kit = offer(name="Zaaipakket", value=10, campaign=campaign, propensity_default=0.9)  # 9, x5 on the phone = 45
+    OfferContextWeight.objects.create(offer=kit, channel="callcenter", weight=5)
+    catalogue_forget()
+
+    decision = decide(contact, limit=3)
+
+    assert names(decision) == ["Heggenschaar", "Zaaipakket", "Tuinset"]
+    scores = [round(item.score, 6) for item in decision.offers]
+    assert scores == [50.0, 45.0, 36.0]
+    top = decision.offers[0]
+    assert "propensity 0.50 (fixed)" in top.explanation and "lever 2.00" in top.explanation
+    assert "€ 50,00" in top.explanation
+    assert "context weight 5.00" in decision.offers[1].explanation
+    assert top.script["text"] == "Goedemiddag Sanne, Heggenschaar!"
+    assert top.script["offer_pitch"] == "Nu € 50,00"
+    # The decision is recorded with its items, in rank order.
+    stored = OfferDecision.objects.get(pk=decision.id)
+    assert list(stored.items.values_list("offer__name", "rank", "presented")) == [
+        ("Heggenschaar", 1, True),
+        ("Zaaipakket", 2, True),
+        ("Tuinset", 3, True),
+    ]
+    # With room for one, the others are left out with their rank and score.
+    one = decide(contact, limit=1)
+    assert names(one) == ["Heggenschaar"]
+    assert reasons(one)["Tuinset"].startswith("ranked 3 with score 36.00")
+
+
+def test_eligibility_comes_from_each_offers_segment():
+    gardener, other = caller(), caller()
+    garden = static_segment([gardener], name="Tuinliefhebbers")
+    offer(name="Tuinset", segment=garden)
+    offer(name="Voor iedereen")
+
+    assert names(decide(gardener)) == ["Tuinset", "Voor iedereen"]
+    assert "in segment Tuinliefhebbers" in decide(gardener).offers[0].explanation
+    decision = decide(other)
+    assert names(decision) == ["Voor iedereen"]
+    assert reasons(decision) == {"Tuinset": "not in segment Tuinliefhebbers"}
+
+
+def test_propensity_from_a_score_or_learned_from_responses():
+    contact, unscored = caller(), caller()
+    Score.objects.create(contact=contact, name="tuin", value=0.31)
+    offer(name="Gescoord", propensity_source=Offer.Propensity.SCORE, propensity_score="tuin", propensity_default=0.05)
+    learned = offer(name="Geleerd", propensity_source=Offer.Propensity.LEARNED, propensity_default=0.1)
+    Offer.objects.filter(pk=learned.pk).update(responses=412, accepts=130)
+    catalogue_forget()
+
+    by_name = {item.spec.name: item for item in decide(contact).offers}
+    assert by_name["Gescoord"].propensity == pytest.approx(0.31)
+    assert "propensity 0.31 from the “tuin” score" in by_name["Gescoord"].explanation
+    assert by_name["Geleerd"].propensity == pytest.approx((130 + 20 * 0.1) / (412 + 20))
+    assert "from 412 past responses" in by_name["Geleerd"].explanation
+    fallback = {item.spec.name: item for item in decide(unscored).offers}["Gescoord"]
+    assert fallback.propensity == pytest.approx(0.05)
+    assert "no “tuin” score" in fallback.explanation
+
+
+def test_contact_policies_consent_and_frequency_cap():
+    no_consent = caller(consent=("email",))
+    offer(name="Tuinset")
+    decision = decide(no_consent)
+    assert decision.offers == []
+    assert reasons(decision) == {"Tuinset": "no consent for Phone (callcenter)"}
+    # The same contact by email gets it: consent for email.
+    assert names(decide(no_consent, channel="email")) == ["Tuinset"]
+
+    consent_record(contact=no_consent, channel="phone", status="granted", source="test")
+    assert names(decide(no_consent)) == ["Tuinset"]
+
+
+def test_limits_accept_never_again_reject_cool_down_and_presentations():
+    contact = caller()
+    now = timezone.now()
+    once = offer(name="Eenmalig")
+    cool = offer(name="Afkoelen", cooldown_days=14)
+    shown = offer(name="Vaak getoond", max_presentations=2, presentation_days=30)
+
+    first = decide(contact, now=now)
+    offer_response_record(
+        decision_id=first.id, offer_id=once.pk, outcome="accepted", agent=None, client_request_id="a1", now=now
+    )
+    offer_response_record(
+        decision_id=first.id, offer_id=cool.pk, outcome="rejected", agent=None, client_request_id="a2", now=now
+    )
+
+    later = now + dt.timedelta(days=3)
+    second = decide(contact, now=later)
+    left = reasons(second)
+    assert left["Eenmalig"].startswith("accepted on ")
+    assert left["Afkoelen"].startswith("rejected 3 days ago: cool-down until ")
+    assert names(second) == ["Vaak getoond"]  # presented twice now: first and second
+    third = decide(contact, now=later)
+    assert reasons(third)["Vaak getoond"] == "presented 2 times in the last 30 days (at most 2)"
+    # After the cool-down the rejected offer is back.
+    assert "Afkoelen" in names(decide(contact, now=now + dt.timedelta(days=15)))
+    assert shown.pk
+
+
+def test_holdout_records_would_have_presented_and_presents_the_next():
+    campaign = live_campaign()
+    top = offer(name="Topaanbod", value=500, campaign=campaign, holdout=50)
+    offer(name="Tweede", value=100, campaign=campaign)
+    experiment = Experiment.objects.get(offer=top)
+    share = buckets_below(experiment.holdout_percent)
+    contacts = [caller() for _ in range(12)]
+    held = [c for c in contacts if holdout_bucket(key=experiment.key, contact_key=c.contact_key) < share]
+    treated = [c for c in contacts if c not in held]
+    assert held and treated  # 12 contacts at 50%: both groups (fixed keys would make this certain)
+
+    for contact in held:
+        decision = decide(contact)
+        assert names(decision) == ["Tweede"]
+        assert "would have presented" in reasons(decision)["Topaanbod"]
+        item = OfferDecisionItem.objects.get(decision_id=decision.id, offer=top)
+        assert (item.rank, item.presented, item.held_out) == (1, False, True)
+    for contact in treated:
+        assert names(decide(contact))[0] == "Topaanbod"
+
+    # The top offers go into the offer's measurement, in the groups the decisions acted on; twice is once.
+    assert offer_assignments_record() == len(contacts)
+    assert offer_assignments_record() == 0
+    groups = dict(Assignment.objects.filter(experiment=experiment).values_list("contact_id", "group"))
+    assert groups == {c.pk: ("holdout" if c in held else "treatment") for c in contacts}
+
+
+def test_responses_are_idempotent_and_feed_the_data_layer():
+    contact = caller()
+    tuinset = offer(name="Tuinset", propensity_source=Offer.Propensity.LEARNED)
+    decision = decide(contact)
+
+    first = offer_response_record(
+        decision_id=decision.id, offer_id=tuinset.pk, outcome="accepted", agent=None, client_request_id="req-1"
+    )
+    again = offer_response_record(
+        decision_id=decision.id, offer_id=tuinset.pk, outcome="accepted", agent=None, client_request_id="req-1"
+    )
+    assert first.created and not again.created and again.response.pk == first.response.pk
+    with pytest.raises(ResponseConflict, match="already accepted"):
+        offer_response_record(
+            decision_id=decision.id, offer_id=tuinset.pk, outcome="accepted", agent=None, client_request_id="req-2"
+        )
+    assert OfferResponse.objects.count() == 1
+    event = Event.objects.get(pk=first.response.event_id)
+    assert (event.type, event.contact_id, event.properties["outcome"], event.value) == (
+        "offer_response",
+        contact.pk,
+        "accepted",
+        Decimal(100),
+    )
+    tuinset.refresh_from_db()
+    assert (tuinset.responses, tuinset.accepts) == (1, 1)
+
+
+def test_unknown_contacts_and_local_phone_numbers():
+    contact = caller()
+    phone = contact.identities.get(kind="phone").value  # +3161...
+    local = "06 " + phone[4:]
+    assert contact_lookup(phone=local) == ("phone", phone)
+    offer(name="Tuinset")
+    assert names(offer_decide(lookup="phone", value=contact_lookup(phone=local)[1])) == ["Tuinset"]
+    with pytest.raises(ContactNotFound):
+        offer_decide(lookup="email", value="niemand@example.nl")
+    with pytest.raises(ValueError, match="not a valid phone number"):
+        contact_lookup(phone="nope")
