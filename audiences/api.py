@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -268,6 +268,12 @@ class ContactViewSet(ActionPermissionsMixin, mixins.ListModelMixin, mixins.Retri
         queryset = profile_queryset()
         if self.action != "list":
             return queryset
+        if not any(kind in self.request.query_params for kind in Identity.Kind.values) and not (
+            self.request.user.has_perm("audiences.browse_contact")
+        ):
+            raise PermissionDenied(
+                _("Your role looks contacts up one at a time: add ?email=, ?phone= or another identity.")
+            )
         for kind in Identity.Kind.values:
             raw = self.request.query_params.get(kind)
             if raw is None:

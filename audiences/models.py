@@ -51,6 +51,8 @@ class Contact(TimeStampedModel):
     class Meta:
         verbose_name = _("contact")
         verbose_name_plural = _("contacts")
+        # Looking one contact up by an identity needs only view_contact; listing them all needs this.
+        permissions = [("browse_contact", _("Can list all contacts"))]
         indexes = [
             # The contact admin's default order, newest first, without sorting a million rows.
             models.Index(fields=["-created_at"], name="contact_created_idx"),

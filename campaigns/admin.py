@@ -623,3 +623,4 @@ class CallListItemAdmin(admin.ModelAdmin):
 
 
 from campaigns import admin_exports  # noqa: E402, F401 - registers the audience exports
+from campaigns.offers import admin as offers_admin  # noqa: E402, F401 - registers offers, decisions and responses

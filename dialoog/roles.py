@@ -26,6 +26,7 @@ SCHEDULES = ("intervalschedule", "crontabschedule", "clockedschedule", "solarsch
 ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     MARKETEER: [
         *[(app, EVERYTHING, ALL_ACTIONS) for app in OUR_APPS],
+        ("audiences", "contact", ("browse",)),
         # Marketeers see the planned work and change *when* it runs (the schedules). Which task
         # runs with which arguments stays with administrators: a periodic task can start any
         # registered task, past the services and their checks.
@@ -34,10 +35,12 @@ ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     ],
     ANALYST: [
         *[(app, EVERYTHING, READ) for app in OUR_APPS],
+        ("audiences", "contact", ("browse",)),
         ("django_celery_beat", EVERYTHING, READ),
     ],
     CALLCENTER_AGENT: [
-        # Reads the customer, the campaigns and the scripts; records what happened on the call.
+        # Reads the customer (looked up by an identity: listing every contact is not theirs), the
+        # campaigns and the scripts; records what happened on the call.
         ("audiences", EVERYTHING, READ),
         ("content", EVERYTHING, READ),
         ("campaigns", EVERYTHING, READ),
