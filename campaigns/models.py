@@ -778,7 +778,12 @@ class OfferDecision(models.Model):
     )
     channel = models.CharField(_("channel"), max_length=16, choices=OfferChannel.choices)
     agent = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,  # see OfferDecisionItem: no trigger at commit on the agent's path
     )
     left_out = models.JSONField(_("left out"), default=list, blank=True, help_text=_("Offers left out, and why."))
     created_at = models.DateTimeField(_("decided at"), default=timezone.now)
@@ -800,8 +805,11 @@ class OfferDecisionItem(models.Model):
     """One offer of a decision with its score parts and explanation: presented to the agent, or
     recorded as "would have presented" for a contact in the offer's holdout."""
 
-    decision = models.ForeignKey(OfferDecision, on_delete=models.CASCADE, related_name="items")
-    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="+")
+    # No constraints in the database: the decision and its items are written by one statement
+    # (offer_decide), and PostgreSQL would check each item's keys with a trigger at commit, on the
+    # path an agent waits on. Offers are protected and decisions deleted through the ORM.
+    decision = models.ForeignKey(OfferDecision, on_delete=models.CASCADE, related_name="items", db_constraint=False)
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="+", db_constraint=False)
     contact_id = models.BigIntegerField()
     rank = models.PositiveSmallIntegerField(_("rank"))
     presented = models.BooleanField(_("presented"), default=True)

@@ -333,8 +333,14 @@ def test_events_of_every_kind_about_ten_per_contact_in_shop_hours(db):
 
     assert 8 <= len(events) / 1500 <= 12
     types = Counter(type_ for type_, *_ in events)
-    # Every kind but the provider's delivery reports, which only real sends bring back.
-    reports = {Event.Type.EMAIL_DELIVERED, Event.Type.EMAIL_BOUNCED, Event.Type.EMAIL_COMPLAINED}
+    # Every kind but the provider's delivery reports, which only real sends bring back, and the
+    # answers to next-best offers, which only agents' decisions bring.
+    reports = {
+        Event.Type.EMAIL_DELIVERED,
+        Event.Type.EMAIL_BOUNCED,
+        Event.Type.EMAIL_COMPLAINED,
+        Event.Type.OFFER_RESPONSE,
+    }
     assert set(types) == set(Event.Type.values) - reports
     assert types["page_view"] > types["purchase"] > types["email_opened"] > types["email_clicked"]
     earliest = timezone.make_aware(dt.datetime.combine(AS_OF - dt.timedelta(days=3 * 365 + 1), dt.time()))

@@ -206,3 +206,52 @@ def test_unknown_contacts_and_local_phone_numbers():
         offer_decide(lookup="email", value="niemand@example.nl")
     with pytest.raises(ValueError, match="not a valid phone number"):
         contact_lookup(phone="nope")
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        {"event": "purchase", "where": [{"property": "category", "op": "eq", "value": "Tuin"}], "within_days": 90},
+        {"event": "purchase", "within_days": 90, "aggregate": "sum", "op": "gt", "value": 100},
+        {"event": "purchase", "aggregate": "sum", "op": "lt", "value": 100},  # holds without any purchase
+        {"event": "purchase", "aggregate": "count", "op": "eq", "value": 0},
+        {
+            "any": [
+                {"score": "tuin", "op": "gte", "value": 0.5},
+                {"event": "purchase", "aggregate": "count", "op": "gte", "value": 2},
+                {"consent": "phone", "status": "granted"},
+            ]
+        },
+        {"all": [{"identity": "phone"}, {"not": {"event": "purchase", "aggregate": "max", "op": "gt", "value": 50}}]},
+    ],
+)
+def test_segments_compiled_per_contact_hold_for_the_same_contacts(root):
+    """The decision compiles each offer's segment for one contact at a time: the same members as
+    the set-wise form a segment count uses."""
+    from audiences.models import Contact
+    from audiences.selectors.segments import segment_condition
+    from tests.factories import EventFactory
+
+    now = timezone.now()
+    contacts = [caller(consent=("phone",) if n % 2 else ()) for n in range(6)]
+    for n, contact in enumerate(contacts):
+        for k in range(n % 4):
+            EventFactory(
+                contact=contact,
+                type="purchase",
+                occurred_at=now - dt.timedelta(days=30 * k + 1),
+                value=Decimal(40 * (k + 1)),
+                properties={"category": "Tuin" if k % 2 == 0 else "Keuken"},
+            )
+        if n % 3 == 0:
+            Score.objects.create(contact=contact, name="tuin", value=0.1 * n)
+    rules = {"version": 1, "root": root}
+    everyone = Contact.objects.filter(pk__in=[c.pk for c in contacts])
+    set_wise = set(everyone.filter(segment_condition(rules=rules, now=now)).values_list("pk", flat=True))
+    one_by_one = {
+        c.pk
+        for c in contacts
+        if Contact.objects.filter(segment_condition(rules=rules, now=now, per_contact=True), pk=c.pk).exists()
+    }
+    assert one_by_one == set_wise
+    assert 0 < len(set_wise) < len(contacts)

@@ -14,8 +14,13 @@ def test_the_migration_creates_the_four_roles(db):
     assert {MARKETEER, ANALYST, CALLCENTER_AGENT, ADMINISTRATOR} <= set(groups)
     assert {"change_campaign", "change_goal", "add_contact"} <= groups[MARKETEER]
     assert {"view_campaign", "view_goal", "view_contact"} <= groups[ANALYST]
-    assert not {code for code in groups[ANALYST] if not code.startswith("view_")}
+    # Analysts read: view, and list every contact.
+    assert {code for code in groups[ANALYST] if not code.startswith("view_")} == {"browse_contact"}
     assert "change_campaign" not in groups[CALLCENTER_AGENT]
+    # Agents look contacts up one at a time, and alone ask for next-best offers.
+    assert "browse_contact" not in groups[CALLCENTER_AGENT]
+    assert "use_next_best_offer" in groups[CALLCENTER_AGENT]
+    assert "use_next_best_offer" not in groups[MARKETEER] | groups[ANALYST]
     assert "change_goal" not in groups[CALLCENTER_AGENT]
     assert {"view_contact", "add_event"} <= groups[CALLCENTER_AGENT]
     assert {"change_user", "change_group", "change_campaign"} <= groups[ADMINISTRATOR]

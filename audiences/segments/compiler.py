@@ -143,6 +143,8 @@ class _Context:
     resolve_segment: Resolver
     segments: tuple[int, ...]  # the segments being inlined, outermost first: a cycle's trail
     anchor: str | None  # the path, in the rules compiled, of the reference being followed
+    # For one contact at a time (the next-best offer): every condition a lookup by the contact.
+    per_contact: bool = False
 
 
 def compile_rules(
@@ -152,12 +154,18 @@ def compile_rules(
     resolve_segment: Resolver,
     segment_id: int | None = None,
     time_zone: str | None = None,
+    per_contact: bool = False,
 ) -> Q:
     """The condition on contacts that the rules describe, or RuleError.
 
     `now` is the moment "the last 30 days" count back from; "today" is its date in `time_zone`
     (the marketeer's, settings.TIME_ZONE). `segment_id` is the segment these rules belong to,
     so that a reference back to it is refused as a cycle.
+
+    `per_contact` compiles for a query about one contact (or a few), such as whether a caller is
+    in each offer's segment: every condition becomes a lookup by that contact (an aggregate of
+    events one correlated subquery over the contact's own events, an `any` of sets plain ORs),
+    where the default form computes sets over all contacts once, which suits a whole segment.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -178,6 +186,7 @@ def compile_rules(
         resolve_segment=resolve_once,
         segments=(segment_id,) if segment_id is not None else (),
         anchor=None,
+        per_contact=per_contact,
     )
     return _node(parsed.root, context)
 
@@ -202,7 +211,7 @@ def _any(node: AnyOf, context: _Context) -> Q:
     docstring) instead of a correlated subplan each; the other branches are ORed to that."""
     sets: dict[int, _Ids] = {}
     for index, child in enumerate(node.nodes):
-        ids = _contact_ids(child, context)
+        ids = None if context.per_contact else _contact_ids(child, context)
         if ids is not None:
             sets[index] = ids
     if len(sets) < 2:
@@ -480,8 +489,14 @@ def _event(node: EventCondition, context: _Context) -> Q:
         exists = Q(Exists(events.filter(contact=OuterRef("pk"))))
         return exists if did else ~exists
 
-    groups = events.values("contact").annotate(amount=_aggregate(node))
     holds = _amount_condition(node.comparison)
+    if context.per_contact:
+        # The contact's own events, aggregated (event_contact_type_time_idx): one row or none.
+        own = events.filter(contact=OuterRef("pk")).values("contact").annotate(amount=_aggregate(node))
+        if not _holds_for(node.comparison, _EMPTY_AGGREGATE[node.aggregate]):
+            return Q(Exists(own.filter(holds)))
+        return ~Q(Exists(own.filter(~holds)))
+    groups = events.values("contact").annotate(amount=_aggregate(node))
     if not _holds_for(node.comparison, _EMPTY_AGGREGATE[node.aggregate]):
         return Q(pk__in=groups.filter(holds).values("contact"))
     # A contact without matching events holds ("spent less than 100"): every contact but those

@@ -22,7 +22,9 @@ def contact_segments(*, contact: Contact) -> list[Segment]:
     columns = {}
     for segment in segments:
         try:
-            columns[f"in_{segment.pk}"] = ExpressionWrapper(segment_condition(segment=segment), BooleanField())
+            columns[f"in_{segment.pk}"] = ExpressionWrapper(
+                segment_condition(segment=segment, per_contact=True), BooleanField()
+            )
         except RuleError:
             continue  # it refers to a segment deleted since: in no one's list of memberships
     if not columns:

@@ -59,10 +59,15 @@ def resolve_segment(segment_id: int) -> tuple[str, object] | None:
 
 
 def segment_condition(
-    *, segment: Segment | None = None, rules: Rules | Mapping[str, Any] | str | None = None, now: datetime | None = None
+    *,
+    segment: Segment | None = None,
+    rules: Rules | Mapping[str, Any] | str | None = None,
+    now: datetime | None = None,
+    per_contact: bool = False,
 ) -> Q:
     """The condition on contacts of a segment, or of rules not saved yet (the builder's preview).
-    Raises RuleError for rules that cannot be used."""
+    Raises RuleError for rules that cannot be used. `per_contact`: for a query about one contact
+    (see `compile_rules`)."""
     if (segment is None) == (rules is None):
         raise TypeError("pass a segment or rules, not both")
     if segment is not None and segment.kind == Segment.Kind.STATIC:
@@ -72,6 +77,7 @@ def segment_condition(
         now=now or timezone.now(),
         resolve_segment=resolve_segment,
         segment_id=segment.pk if segment is not None else None,
+        per_contact=per_contact,
     )
 
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.conf import settings
+from django.db import connection
 from django.db.models import BooleanField, ExpressionWrapper, Q, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -50,6 +52,7 @@ from campaigns.services.policies import CAPPED_CHANNELS, contact_policy
 from content.selectors import BlockSources, published_blocks, template_newest_versions
 from goals.experiments import buckets_below, experiment_split_fix, global_control
 
+_PARAMETER_TYPES = {"contact_key": "uuid", "email": "text", "phone": "text", "id": "bigint"}
 LIVE_CAMPAIGN_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.RUNNING, Campaign.Status.COMPLETED)
 LOOKUPS = ("contact_key", "email", "phone", "id")
 
@@ -114,14 +117,11 @@ class OfferSpec:
 
 @dataclass(frozen=True)
 class LookupQuery:
-    sql: str
-    params: tuple[Any, ...]
-    position: int  # of the looked-up value in params
+    """The decision's read for one way of finding the contact: SQL whose one parameter ($1) is the
+    looked-up value, every other value inlined as a literal when the catalogue was built."""
 
-    def with_value(self, value: Any) -> list[Any]:
-        params = list(self.params)
-        params[self.position] = value
-        return params
+    sql: str
+    parameter_type: str
 
 
 @dataclass
@@ -186,7 +186,7 @@ def _build() -> Catalogue:
         if offer.segment is not None:
             try:
                 conditions[f"in_offer_{offer.pk}"] = ExpressionWrapper(
-                    segment_condition(segment=offer.segment, now=now), output_field=BooleanField()
+                    segment_condition(segment=offer.segment, now=now, per_contact=True), output_field=BooleanField()
                 )
             except RuleError as error:
                 problem = str(error)
@@ -316,7 +316,14 @@ def _lookup_query(lookup: str, facts: dict[str, RawSQL], conditions: dict[str, A
         .values(*PROFILE_FIELDS, "erased_at", *facts, *conditions)
     )
     sql, params = queryset.query.sql_with_params()
-    positions = [index for index, param in enumerate(params) if param == sentinel]
-    if len(positions) != 1:  # pragma: no cover - a change in how Django compiles the lookup
-        raise RuntimeError(f"The {lookup} lookup's value appears {len(positions)} times in the decision query.")
-    return LookupQuery(sql=sql, params=tuple(params), position=positions[0])
+    if sum(1 for param in params if param == sentinel) != 1:  # pragma: no cover - Django compiles it otherwise
+        raise RuntimeError(f"The {lookup} lookup's value is not one parameter of the decision query.")
+    connection.ensure_connection()
+    # Every value inlined by psycopg's own quoting (as Django's client-side binding sends them);
+    # the stand-in's literal then becomes the statement's parameter.
+    literals = psycopg.ClientCursor(connection.connection)
+    inlined = literals.mogrify(sql, params)
+    stand_in = literals.mogrify("%s", [sentinel])
+    if inlined.count(stand_in) != 1:  # pragma: no cover - the stand-ins are unlike any real value
+        raise RuntimeError(f"The {lookup} lookup's stand-in is not found once in the decision query.")
+    return LookupQuery(sql=inlined.replace(stand_in, "$1"), parameter_type=_PARAMETER_TYPES[lookup])

@@ -351,6 +351,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "campaigns.models.CampaignRun.Status",
         "DeliveryStatusEnum": "campaigns.models.Delivery.Status",
         "DeliveryChannelEnum": "campaigns.models.DeliveryChannel",
+        "OfferChannelEnum": "campaigns.models.OfferChannel",
     },
 }
 
