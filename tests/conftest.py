@@ -217,6 +217,17 @@ def wait_until():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_offer_catalogue():
+    """Every test decides with the offers it made: the catalogue a process keeps for a few seconds
+    would otherwise carry offers over from an earlier test, rolled back since."""
+    from campaigns.offers.catalogue import catalogue_forget
+
+    catalogue_forget()
+    yield
+    catalogue_forget()
+
+
+@pytest.fixture(autouse=True)
 def _default_language():
     """Every test starts in the default language (Dutch): a request in an earlier test leaves
     its language active in the thread, which would make results depend on the order."""

@@ -223,6 +223,8 @@ def test_bad_answers_say_what_is_wrong_and_record_nothing(agent_api):
         assert field in {error["field"] for error in response.json()["errors"]}
     malformed = agent_api.post("/api/v1/offer-responses/", {"decision": "x"}, format="json").json()
     assert {error["field"] for error in malformed["errors"]} == {"decision", "offer", "outcome", "client_request_id"}
+    too_long = answer(agent_api, decision, tuinset.pk, outcome="rejected", reason="x" * 501)
+    assert too_long.status_code == 400 and "reason" in {error["field"] for error in too_long.json()["errors"]}
     # An offer presented in another decision is not one of this decision's offers.
     assert "was not presented in decision" in answer(agent_api, decision, hidden.pk).json()["errors"][0]["message"]
     # A request id reused for another answer is refused, not taken for a retry.

@@ -31,6 +31,8 @@ from goals.experiments import experiment_assign, experiment_create, experiment_h
 
 # A decision older than this cannot be answered: ask for a new one.
 DECISION_VALID_FOR = dt.timedelta(hours=24)
+REASON_MAX = OfferResponse._meta.get_field("reason").max_length or 500
+REQUEST_ID_MAX = OfferResponse._meta.get_field("client_request_id").max_length or 100
 
 
 class ResponseConflict(Exception):
@@ -118,6 +120,13 @@ def offer_response_record(
     now = now or timezone.now()
     if outcome not in OfferResponse.Outcome.values:
         raise ValidationError({"outcome": _("Choose accepted, rejected or later.")})
+    reason = reason.strip()
+    if len(reason) > REASON_MAX:
+        raise ValidationError({"reason": _("A reason has at most %(max)d characters.") % {"max": REASON_MAX}})
+    if not client_request_id or len(client_request_id) > REQUEST_ID_MAX:
+        raise ValidationError(
+            {"client_request_id": _("Give a request id of 1 to %(max)d characters.") % {"max": REQUEST_ID_MAX}}
+        )
     earlier = OfferResponse.objects.filter(client_request_id=client_request_id).first()
     if earlier is not None:
         return _same_request(earlier, decision_id=decision_id, offer_id=offer_id, outcome=outcome)
@@ -172,7 +181,7 @@ def offer_response_record(
                 offer=offer,
                 contact_id=decision.contact_id,
                 outcome=outcome,
-                reason=reason.strip(),
+                reason=reason,
                 agent=agent if getattr(agent, "is_authenticated", False) else None,
                 client_request_id=client_request_id,
                 created_at=now,

@@ -71,7 +71,7 @@
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
     const target = event.target;
-    if (false) {
+    if (target instanceof Element && target.closest(TYPING)) {
       if (event.key === "Escape") target.blur();
       return;
     }
