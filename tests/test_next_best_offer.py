@@ -255,3 +255,41 @@ def test_segments_compiled_per_contact_hold_for_the_same_contacts(root):
     }
     assert one_by_one == set_wise
     assert 0 < len(set_wise) < len(contacts)
+
+
+def test_an_answer_feeds_segments_through_its_event():
+    """Accepting becomes an offer_response event: a segment of who accepted an offer has the contact."""
+    from audiences.selectors.segments import segment_contacts
+
+    contact, other = caller(), caller()
+    tuinset = offer(name="Tuinset")
+    decision = decide(contact)
+    offer_response_record(
+        decision_id=decision.id, offer_id=tuinset.pk, outcome="accepted", agent=None, client_request_id="seg-1"
+    )
+    decide(other)  # presented, not answered
+    accepted = {
+        "version": 1,
+        "root": {
+            "event": "offer_response",
+            "where": [
+                {"property": "outcome", "op": "eq", "value": "accepted"},
+                {"property": "offer_id", "op": "eq", "value": tuinset.pk},
+            ],
+        },
+    }
+    assert list(segment_contacts(rules=accepted)) == [contact]
+
+
+def test_another_process_sees_a_changed_offer_when_its_catalogue_expires(settings):
+    contact = caller()
+    tuinset = offer(name="Tuinset", value=100)
+    assert decide(contact).offers[0].score == pytest.approx(20)
+    # A change made elsewhere (another process, or straight in the database) is not seen while the
+    # catalogue is kept...
+    settings.OFFER_CATALOGUE_SECONDS = 3600
+    Offer.objects.filter(pk=tuinset.pk).update(value=Decimal(200))
+    assert decide(contact).offers[0].score == pytest.approx(20)
+    # ...and is once it is older than OFFER_CATALOGUE_SECONDS.
+    settings.OFFER_CATALOGUE_SECONDS = 0
+    assert decide(contact).offers[0].score == pytest.approx(40)

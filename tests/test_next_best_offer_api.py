@@ -262,3 +262,12 @@ def test_the_daily_capacity_is_shared_by_every_agent(agent_api):
     assert left == [
         {"offer_id": tuinset.pk, "name": "Tuinset", "reason": "today's capacity is used: 1 accepts (at most 1 a day)"}
     ]
+
+
+def test_an_agent_logged_into_the_admin_asks_with_the_session(client, agent):
+    contact = caller()
+    offer(name="Tuinset")
+    client.force_login(agent)
+    response = client.get(url(contact))
+    assert response.status_code == 200
+    assert [item["name"] for item in response.json()["offers"]] == ["Tuinset"]
