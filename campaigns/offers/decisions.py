@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import formats, timezone
 from django.utils.translation import get_language, gettext, ngettext
 
@@ -454,10 +454,6 @@ def _record(
         [item.score for item in items],
         [item.explanation for item in items],
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The agent does not wait for the disk: a decision lost with the database server (its last
-        # moment of work, not a crash of Dialoog) only means its answer is refused and asked again.
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        _names, found = _execute_prepared("offers_record", sql, types, params)
+    _names, found = _execute_prepared("offers_record", sql, types, params)
     assert found is not None  # noqa: S101 - an INSERT ... RETURNING of one row
     return int(found[0])
