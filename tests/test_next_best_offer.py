@@ -4,6 +4,7 @@ holdout, and the answers flowing back."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pytest
@@ -292,4 +293,23 @@ def test_another_process_sees_a_changed_offer_when_its_catalogue_expires(setting
     assert decide(contact).offers[0].score == pytest.approx(20)
     # ...and is once it is older than OFFER_CATALOGUE_SECONDS.
     settings.OFFER_CATALOGUE_SECONDS = 0
+    assert decide(contact).offers[0].score == pytest.approx(40)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_old_catalogue_is_refreshed_in_a_thread_while_decisions_go_on(settings, wait_until):
+    """In production an old catalogue is built again beside the decisions, which use the one there is
+    meanwhile: no agent's request waits a quarter of a second for 50 segments to compile."""
+    from campaigns.offers import catalogue
+
+    settings.OFFER_CATALOGUE_BACKGROUND = True
+    settings.OFFER_CATALOGUE_SECONDS = 0.2
+    contact = caller()
+    tuinset = offer(name="Tuinset", value=100)
+    first = catalogue.offer_catalogue()
+    Offer.objects.filter(pk=tuinset.pk).update(value=Decimal(200))
+    time.sleep(0.25)
+
+    assert decide(contact).offers[0].score == pytest.approx(20)  # the old one, while the new one is built
+    wait_until(lambda: catalogue.offer_catalogue() is not first and not catalogue._refreshing)
     assert decide(contact).offers[0].score == pytest.approx(40)

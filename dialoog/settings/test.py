@@ -8,6 +8,9 @@ DEBUG = False
 # test database can be dropped at the end.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# A catalogue refreshed in a thread would read on a connection of its own, outside the test's
+# transaction: tests refresh it in the request that finds it old.
+OFFER_CATALOGUE_BACKGROUND = False
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SMS_BACKEND = "dialoog.sms.backends.locmem.SmsBackend"
 STORAGES = {
