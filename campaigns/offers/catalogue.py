@@ -22,6 +22,7 @@ now). An offer that starts later is kept, and left out by the decision until it 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -33,7 +34,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import connection, connections
-from django.db.models import BooleanField, ExpressionWrapper, Q, Subquery, Value
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -200,7 +201,7 @@ def _refresh(generation: int) -> None:
         connections.close_all()  # this thread's own connection
 
 
-def live_offers(now=None):
+def live_offers(now: dt.datetime | None = None) -> QuerySet[Offer]:
     """The offers that are switched on, not ended, and whose campaign is active or completed."""
     now = now or timezone.now()
     return Offer.objects.filter(

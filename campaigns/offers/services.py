@@ -46,7 +46,7 @@ def offer_problems(*, offer: Offer) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     if offer.script_id and offer.script.channel != "script":
         problems.setdefault("script", []).append(_("Choose a callcenter script."))
-    if offer.follow_up_id and offer.follow_up.channel not in ("email", "sms"):
+    if offer.follow_up is not None and offer.follow_up.channel not in ("email", "sms"):
         problems.setdefault("follow_up", []).append(_("A follow-up is an email or an SMS."))
     if offer.campaign_id and offer.campaign.goal_id is None:
         problems.setdefault("campaign", []).append(
@@ -270,6 +270,8 @@ def offer_assignments_record(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     added = 0
     for offer in Offer.objects.filter(experiment__isnull=False).select_related("experiment"):
+        experiment = offer.experiment
+        assert experiment is not None  # noqa: S101 - filtered above
         with transaction.atomic():
             locked = Offer.objects.select_for_update(skip_locked=True).filter(pk=offer.pk).first()
             if locked is None:
@@ -279,7 +281,7 @@ def offer_assignments_record(*, now: dt.datetime | None = None) -> int:
             if through is None:
                 continue
             contacts = Contact.objects.filter(pk__in=tops.filter(pk__lte=through).values("contact_id"))
-            result = experiment_assign(experiment=offer.experiment, contacts=contacts, now=now)
+            result = experiment_assign(experiment=experiment, contacts=contacts, now=now)
             added += result.treatment + result.holdout
             Offer.objects.filter(pk=offer.pk).update(assigned_through=through)
     return added
