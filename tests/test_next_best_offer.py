@@ -313,3 +313,38 @@ def test_an_old_catalogue_is_refreshed_in_a_thread_while_decisions_go_on(setting
     assert decide(contact).offers[0].score == pytest.approx(20)  # the old one, while the new one is built
     wait_until(lambda: catalogue.offer_catalogue() is not first and not catalogue._refreshing)
     assert decide(contact).offers[0].score == pytest.approx(40)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_decisions_are_written_behind_the_answer_and_none_is_lost(settings, wait_until, monkeypatch):
+    """In production a decision is answered first and written by the process's journal thread a
+    moment later, in bulk; an answer to it finds it, and a normal stop writes the queue."""
+    from campaigns.offers import journal
+
+    settings.OFFER_DECISIONS_WRITE_BEHIND = True
+    contacts = [caller() for _ in range(5)]
+    tuinset = offer(name="Tuinset")
+    decisions = [decide(contact) for contact in contacts]
+
+    wait_until(lambda: OfferDecision.objects.filter(pk__in=[d.id for d in decisions]).count() == 5)
+    for decision, contact in zip(decisions, contacts, strict=True):
+        stored = OfferDecision.objects.get(pk=decision.id)
+        assert stored.contact_id == contact.pk
+        assert list(stored.items.values_list("offer_id", "rank", "presented")) == [(tuinset.pk, 1, True)]
+
+    # The writer asleep for an hour: decisions wait in the queue.
+    monkeypatch.setattr(journal, "WRITE_BEHIND_SECONDS", 3600)
+    time.sleep(0.1)  # its current 20 ms wait ends; the next one is the long one
+    quick = decide(contacts[0])
+    assert not OfferDecision.objects.filter(pk=quick.id).exists()
+    # An answer to a decision still queued writes the queue first.
+    recorded = offer_response_record(
+        decision_id=quick.id, offer_id=tuinset.pk, outcome="later", agent=None, client_request_id="quick-1"
+    )
+    assert recorded.response.decision_id == quick.id
+    # What is queued when the process stops is written on the way out.
+    pending = decide(contacts[1])
+    assert not OfferDecision.objects.filter(pk=pending.id).exists()
+    journal._flush_on_exit()
+    assert OfferDecision.objects.filter(pk=pending.id).exists()
+    journal._writer.wake.set()  # back to its usual pace for the tests after this one

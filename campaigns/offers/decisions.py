@@ -42,8 +42,9 @@ from django.utils.translation import get_language, gettext, ngettext
 
 from audiences.identities import InvalidIdentity, normalise_email, normalise_phone
 from audiences.models import Channel
-from campaigns.models import OfferChannel, OfferDecision, OfferDecisionItem
+from campaigns.models import OfferChannel
 from campaigns.offers.catalogue import Catalogue, OfferSpec, offer_catalogue
+from campaigns.offers.journal import DecisionRecord, decision_id_take, journal_record
 from content.rendering.errors import RenderError, TemplateSourceError
 from content.rendering.filters import currency
 from content.selectors import Recommendations, context_from_profile, version_for_language
@@ -433,47 +434,29 @@ def _decide(*, lookup: str, value: Any, channel: str, limit: int, agent: Any, no
 def _record(
     *, contact_id: int, channel: str, agent: Any, items: list[Ranked], left_out: list[LeftOut], now: dt.datetime
 ) -> int:
-    """The decision and its offers in one statement (autocommit: all or nothing)."""
-    decisions, rows = OfferDecision._meta.db_table, OfferDecisionItem._meta.db_table
-    sql = f"""
-        WITH decision AS (
-            INSERT INTO {decisions} (contact_id, channel, agent_id, left_out, created_at)
-            VALUES ($1, $2, $3, $4, $5) RETURNING id
-        ), items AS (
-            INSERT INTO {rows} (decision_id, offer_id, contact_id, rank, presented, held_out, propensity,
-                                context_weight, value, lever, score, explanation, created_at)
-            SELECT decision.id, item.offer_id, $6, item.rank, item.presented, item.held_out, item.propensity,
-                   item.context_weight, item.value, item.lever, item.score, item.explanation, $7
-            FROM decision, unnest($8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-                 AS item(offer_id, rank, presented, held_out, propensity, context_weight, value, lever, score,
-                         explanation)
-        )
-        SELECT id FROM decision
-    """  # noqa: S608 - table names; every value is a parameter
-    types = (
-        "bigint, text, int, jsonb, timestamptz, bigint, timestamptz, bigint[], int[], bool[], bool[], float8[], "
-        "float8[], numeric[], float8[], float8[], text[]"
+    """The decision's id, and the decision with its offers in the journal (`campaigns.offers.journal`)."""
+    record = DecisionRecord(
+        id=decision_id_take(),
+        contact_id=contact_id,
+        channel=channel,
+        agent_id=agent.pk if agent is not None and getattr(agent, "is_authenticated", False) else None,
+        left_out=json.dumps([reason.as_dict() for reason in left_out]),
+        created_at=now,
+        items=[
+            (
+                item.spec.id,
+                item.rank,
+                item.presented,
+                item.held_out,
+                item.propensity,
+                item.context_weight,
+                item.spec.value,
+                item.spec.lever,
+                item.score,
+                item.explanation,
+            )
+            for item in items
+        ],
     )
-    agent_id = agent.pk if agent is not None and getattr(agent, "is_authenticated", False) else None
-    params = [
-        contact_id,
-        channel,
-        agent_id,
-        json.dumps([reason.as_dict() for reason in left_out]),
-        now,
-        contact_id,
-        now,
-        [item.spec.id for item in items],
-        [item.rank for item in items],
-        [item.presented for item in items],
-        [item.held_out for item in items],
-        [item.propensity for item in items],
-        [item.context_weight for item in items],
-        [item.spec.value for item in items],
-        [item.spec.lever for item in items],
-        [item.score for item in items],
-        [item.explanation for item in items],
-    ]
-    _names, found = _execute_prepared("offers_record", sql, types, params)
-    assert found is not None  # noqa: S101 - an INSERT ... RETURNING of one row
-    return int(found[0])
+    journal_record(record)
+    return record.id

@@ -27,6 +27,7 @@ from audiences.models import Contact, Event
 from audiences.services.events import REJECTED, EventIn, event_ingest
 from campaigns.models import Offer, OfferDay, OfferDecision, OfferDecisionItem, OfferResponse
 from campaigns.offers.catalogue import catalogue_forget, live_offers
+from campaigns.offers.journal import journal_flush
 from goals.experiments import experiment_assign, experiment_create, experiment_holdout_off, experiment_holdout_set
 
 # A decision older than this cannot be answered: ask for a new one.
@@ -131,6 +132,9 @@ def offer_response_record(
     if earlier is not None:
         return _same_request(earlier, decision_id=decision_id, offer_id=offer_id, outcome=outcome)
     decision = OfferDecision.objects.filter(pk=decision_id).first()
+    if decision is None:
+        journal_flush()  # it may be this process's, queued a moment ago
+        decision = OfferDecision.objects.filter(pk=decision_id).first()
     if decision is None:
         raise ValidationError({"decision": _("There is no decision %(id)s.") % {"id": decision_id}})
     if decision.created_at < now - DECISION_VALID_FOR:

@@ -11,6 +11,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # A catalogue refreshed in a thread would read on a connection of its own, outside the test's
 # transaction: tests refresh it in the request that finds it old.
 OFFER_CATALOGUE_BACKGROUND = False
+# Likewise the decisions' journal: each decision is written before it is answered.
+OFFER_DECISIONS_WRITE_BEHIND = False
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SMS_BACKEND = "dialoog.sms.backends.locmem.SmsBackend"
 STORAGES = {
