@@ -307,11 +307,17 @@ def test_an_old_catalogue_is_refreshed_in_a_thread_while_decisions_go_on(setting
     contact = caller()
     tuinset = offer(name="Tuinset", value=100)
     first = catalogue.offer_catalogue()
-    Offer.objects.filter(pk=tuinset.pk).update(value=Decimal(200))
+    # Nothing changed: the check keeps the compiled catalogue (no second build).
+    time.sleep(0.25)
+    catalogue.offer_catalogue()
+    wait_until(lambda: catalogue.offer_catalogue().built_at > first.built_at and not catalogue._refreshing)
+    assert catalogue.offer_catalogue().compiled_at == first.compiled_at
+    # A change (saved, as the admin and the services do): built again.
+    Offer.objects.filter(pk=tuinset.pk).update(value=Decimal(200), updated_at=timezone.now())
     time.sleep(0.25)
 
     assert decide(contact).offers[0].score == pytest.approx(20)  # the old one, while the new one is built
-    wait_until(lambda: catalogue.offer_catalogue() is not first and not catalogue._refreshing)
+    wait_until(lambda: catalogue.offer_catalogue().compiled_at > first.compiled_at and not catalogue._refreshing)
     assert decide(contact).offers[0].score == pytest.approx(40)
 
 

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -38,23 +38,31 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Subqu
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from audiences.models import Consent, Contact, Identity, Score
+from audiences.models import Consent, Contact, Identity, Score, Segment
 from audiences.segments import RuleError
 from audiences.selectors.contacts import PROFILE_FIELDS
 from audiences.selectors.segments import segment_condition
 from campaigns.models import (
     Campaign,
+    ContactPolicy,
     Delivery,
     Offer,
+    OfferContextWeight,
     OfferDay,
     OfferDecisionItem,
     OfferResponse,
 )
 from campaigns.services.policies import CAPPED_CHANNELS, contact_policy
+from content.models import ContentBlock, TemplateVersion
 from content.selectors import BlockSources, published_blocks, template_newest_versions
 from goals.experiments import buckets_below, experiment_split_fix, global_control
+from goals.models import GlobalControlGroup
 
 logger = logging.getLogger(__name__)
+
+# Even when nothing changed, the catalogue is compiled again after this long (its segments'
+# windows count back from when it was compiled).
+REBUILD_SECONDS = 300
 
 _PARAMETER_TYPES = {"contact_key": "uuid", "email": "text", "phone": "text", "id": "bigint"}
 LIVE_CAMPAIGN_STATUSES = (Campaign.Status.SCHEDULED, Campaign.Status.RUNNING, Campaign.Status.COMPLETED)
@@ -130,7 +138,7 @@ class LookupQuery:
 
 @dataclass
 class Catalogue:
-    built_at: float
+    built_at: float  # when it was built, or last found unchanged (time.monotonic())
     offers: tuple[OfferSpec, ...]
     queries: dict[str, LookupQuery]
     cap_total: int
@@ -140,6 +148,8 @@ class Catalogue:
     control_key: uuid.UUID | None
     control_buckets: int
     blocks: BlockSources = field(repr=False)
+    fingerprint: tuple[Any, ...] = ()
+    compiled_at: float = 0.0  # when it was built
 
 
 _lock = threading.Lock()
@@ -188,9 +198,20 @@ def _refresh_in_background() -> None:
 
 
 def _refresh(generation: int) -> None:
+    """Build the catalogue again if anything it was built from changed, or it was compiled more than
+    REBUILD_SECONDS ago (its segments' windows, "the last 90 days", count back from then); else
+    keep it, marked as checked now. The check is one query; a build a quarter of a second."""
     global _current, _refreshing
     try:
-        built = _build()
+        current = _current
+        if (
+            current is not None
+            and time.monotonic() - current.compiled_at < REBUILD_SECONDS
+            and _fingerprint() == current.fingerprint
+        ):
+            built = replace(current, built_at=time.monotonic())
+        else:
+            built = _build()
         with _lock:
             if generation == _generation:
                 _current = built
@@ -273,8 +294,12 @@ def _build() -> Catalogue:
     history_days = max([policy.cap_days, *(spec.presentation_days for spec in specs)])
     facts = _facts(cap_days=policy.cap_days, history_days=history_days)
     queries = {lookup: _lookup_query(lookup, facts, conditions) for lookup in LOOKUPS}
+    fingerprint = _fingerprint()
+    built_at = time.monotonic()
     return Catalogue(
-        built_at=time.monotonic(),
+        built_at=built_at,
+        compiled_at=built_at,
+        fingerprint=fingerprint,
         offers=tuple(specs),
         queries=queries,
         cap_total=policy.cap_total,
@@ -285,6 +310,36 @@ def _build() -> Catalogue:
         control_buckets=buckets_below(control.percent) if control.enabled else 0,
         blocks=published_blocks(),
     )
+
+
+def _fingerprint() -> tuple[Any, ...]:
+    """What the catalogue is built from, in one query: a change to an offer, its weights, a segment,
+    a campaign's status, a script, a published block, the contact policy or the global control
+    group changes it. Read before a build, so a change made during one is seen by the next check."""
+    tables = {
+        "offers": Offer._meta.db_table,
+        "weights": OfferContextWeight._meta.db_table,
+        "segments": Segment._meta.db_table,
+        "campaigns": Campaign._meta.db_table,
+        "versions": TemplateVersion._meta.db_table,
+        "blocks": ContentBlock._meta.db_table,
+        "policy": ContactPolicy._meta.db_table,
+        "control": GlobalControlGroup._meta.db_table,
+    }
+    sql = """
+        SELECT (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM {offers}),
+               (SELECT count(*) || ':' || coalesce(sum(weight), 0) || ':' || coalesce(sum(id), 0) FROM {weights}),
+               (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM {segments}),
+               (SELECT coalesce(max(updated_at)::text, '') FROM {campaigns}),
+               (SELECT coalesce(max(id), 0) FROM {versions}),
+               (SELECT coalesce(sum(published_version_id), 0) || ':' || coalesce(max(updated_at)::text, '')
+                FROM {blocks}),
+               (SELECT coalesce(max(updated_at)::text, '') FROM {policy}),
+               (SELECT coalesce(max(updated_at)::text, '') FROM {control})
+    """.format(**tables)  # noqa: S608 - table names of ours
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return tuple(cursor.fetchone())
 
 
 def _subquery(sql: str, params: tuple[Any, ...] = ()) -> RawSQL:
