@@ -683,6 +683,84 @@ def _demo_goals_and_campaigns(as_of: dt.date, *, history_days: int = 14) -> None
         name="Winback: we missen je",
         defaults={"description": "Klanten zonder aankoop in 180 dagen een persoonlijk aanbod.", "goal": churn},
     )
+    _demo_offers(goal=created[1], owner=owner, now=now)
+
+
+# The next-best offers agents make on the phone: (name, code, segment or None, value, propensity
+# source, default propensity, lever, limits).
+DEMO_OFFERS = [
+    ("Loungeset Lente", "LOUNGE25", "Tuinliefhebbers", 899, "learned", 0.08, 1.0, {"max_presentations": 3}),
+    ("Barbecuehoes met gratis bezorging", "HOES", "Barbecueliefhebbers", 39, "fixed", 0.35, 1.0, {}),
+    ("Vaste klant: 10% korting", "VAST10", "Vaste klanten", 50, "fixed", 0.2, 1.0, {"daily_capacity": 50}),
+    ("Nieuwsbrief met welkomstkorting", "WELKOM", None, 5, "fixed", 0.5, 0.5, {}),
+]
+DEMO_SEGMENTS = {
+    "Tuinliefhebbers": {"event": "purchase", "where": [{"property": "category", "op": "eq", "value": "Tuinmeubelen"}]},
+    "Barbecueliefhebbers": {"event": "purchase", "where": [{"property": "category", "op": "eq", "value": "Barbecues"}]},
+    "Vaste klanten": {"event": "purchase", "within_days": 365, "aggregate": "count", "op": "gte", "value": 3},
+}
+
+
+def _demo_offers(*, goal: Goal, owner, now: dt.datetime) -> None:
+    """Offers for the agent console, in a triggered campaign that puts a follow-up call on the call
+    list two days after a customer accepted one (it sends nothing until an agent records an accept)."""
+    from audiences.services.segments import segment_create
+    from campaigns.models import Offer
+    from campaigns.offers.services import offer_save
+    from campaigns.services import campaign_activate, campaign_create
+    from content.models import Message, Template
+    from content.services import template_version_create
+
+    segments = {
+        name: segment_create(name=name, rules={"version": 1, "root": root}, user=owner)
+        for name, root in DEMO_SEGMENTS.items()
+    }
+    script = Template.objects.create(
+        message=Message.objects.create(name="Belscript: aanbod"), channel=Template.Channel.SCRIPT
+    )
+    template_version_create(
+        template=script,
+        language="nl",
+        text="Goedendag {{ contact.first_name | default('meneer/mevrouw') }}, fijn dat je belt.",
+        talking_points="Vraag waar de klant voor belt en help eerst daarmee\nNoem het aanbod als het past",
+        offer_pitch="{{ offer.name }}: voor {{ offer.price | currency }} met code {{ offer.code }}.",
+        user=owner,
+    )
+    follow_up = Message.objects.create(name="Nabellen na een aanbod")
+    template_version_create(
+        template=Template.objects.create(message=follow_up, channel=Template.Channel.SCRIPT),
+        language="nl",
+        text="Goedendag {{ contact.first_name }}, je nam laatst een aanbod van ons. Is alles goed aangekomen?",
+        user=owner,
+    )
+    campaign = campaign_create(
+        name="Aanbiedingen aan de telefoon",
+        description="Wat agents aanbieden; wie een aanbod neemt, wordt twee dagen later nagebeld.",
+        goal=goal,
+        message=follow_up,
+        channels=["callcenter"],
+        kind=Campaign.Kind.TRIGGERED,
+        trigger_event_type=Event.Type.OFFER_RESPONSE,
+        trigger_filters={"outcome": "accepted"},
+        trigger_delay=dt.timedelta(days=2),
+    )
+    campaign = campaign_activate(campaign=campaign, user=owner, now=now)
+    for name, code, segment, value, source, propensity, lever, limits in DEMO_OFFERS:
+        offer_save(
+            offer=Offer(
+                name=name,
+                code=code,
+                campaign=campaign,
+                script=script,
+                segment=segments[segment] if segment else None,
+                value=Decimal(value),
+                propensity_source=source,
+                propensity_default=propensity,
+                lever=lever,
+                **limits,
+            ),
+            user=owner,
+        )
 
 
 def _copy(cursor, table: str, columns: tuple[str, ...], rows) -> None:

@@ -372,3 +372,22 @@ def test_growing_keeps_the_current_consent_of_every_new_contact(db):
     with_history = set(ConsentChange.objects.values_list("contact_id", "channel").distinct())
     assert set(Consent.objects.values_list("contact_id", "channel")) == with_history
     assert Contact.objects.count() == 700
+
+
+def test_the_demo_agent_has_offers_to_make(db):
+    """After `make run` an agent finds customers with offers: the demo's offers, their segments,
+    script and campaign (triggered by an accepted offer: it sends nothing by itself)."""
+    from campaigns.models import CallListItem, Offer
+    from campaigns.offers.decisions import offer_decide
+
+    demo_load(contacts=300, seed=1, as_of=AS_OF)
+    offers = Offer.objects.select_related("campaign")
+    assert offers.count() == 4
+    assert {offer.campaign.status for offer in offers} == {"running"}
+    callers = Consent.objects.filter(channel="phone", status="granted").values_list("contact_id", flat=True)
+    made = [offer_decide(lookup="id", value=contact_id) for contact_id in callers[:40]]
+    presented = {item.spec.name for decision in made for item in decision.offers}
+    assert "Nieuwsbrief met welkomstkorting" in presented  # everyone may get it
+    assert presented & {"Loungeset Lente", "Barbecuehoes met gratis bezorging", "Vaste klant: 10% korting"}
+    assert all(item.script["offer_pitch"] for decision in made for item in decision.offers)
+    assert not CallListItem.objects.exists()

@@ -84,5 +84,5 @@ def test_a_decision_page_shows_what_was_presented_and_why_others_were_left_out(e
     page = english_client(marketeer).get(f"/admin/campaigns/offerdecision/{decision.id}/change/")
     assert page.status_code == 200
     content = page.content.decode()
-    assert "Tuinset" in content and "presented 0 times in the last 30 days (at most 0)" in content
+    assert "Tuinset" in content and "presented on 0 days in the last 30 days (at most 0)" in content
     assert OfferDecision.objects.count() == 1

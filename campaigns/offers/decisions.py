@@ -236,14 +236,20 @@ def _offer_reason(spec: OfferSpec, row: dict[str, Any], history: dict[str, Any],
         if until > now:
             return _("rejected %(ago)s: cool-down until %(day)s") % {"ago": _ago(rejected, now), "day": _day(until)}
     if spec.max_presentations is not None:
+        # Counted in days: the decisions of one call (the console asks again after each answer) and
+        # of one day count once, and an offer shown earlier today stays for the rest of the day.
         since = now.timestamp() - spec.presentation_days * DAY
-        shown = sum(1 for offer_id, at in row["shown"] or () if offer_id == spec.id and at >= since)
-        if shown >= spec.max_presentations:
+        days = {
+            timezone.localdate(dt.datetime.fromtimestamp(at, tz=dt.UTC))
+            for offer_id, at in row["shown"] or ()
+            if offer_id == spec.id and at >= since
+        }
+        if timezone.localdate(now) not in days and len(days) >= spec.max_presentations:
             return ngettext(
-                "presented %(n)d time in the last %(days)d days (at most %(max)d)",
-                "presented %(n)d times in the last %(days)d days (at most %(max)d)",
-                shown,
-            ) % {"n": shown, "days": spec.presentation_days, "max": spec.max_presentations}
+                "presented on %(n)d day in the last %(days)d days (at most %(max)d)",
+                "presented on %(n)d days in the last %(days)d days (at most %(max)d)",
+                len(days),
+            ) % {"n": len(days), "days": spec.presentation_days, "max": spec.max_presentations}
     if spec.daily_capacity is not None:
         taken = (row["accepted_today"] or {}).get(str(spec.id), 0)
         if taken >= spec.daily_capacity:
