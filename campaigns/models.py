@@ -712,8 +712,8 @@ class Offer(TimeStampedModel):
     # The learned propensity's counts, kept up by offer_response_record (F() increments).
     responses = models.PositiveIntegerField(_("responses"), default=0, editable=False)
     accepts = models.PositiveIntegerField(_("accepts"), default=0, editable=False)
-    # Top offers recorded in the measurement up to this decision item (offer_assignments_record).
-    assigned_through = models.BigIntegerField(default=0, editable=False)
+    # Top offers recorded in the measurement up to this moment (offer_assignments_record).
+    assigned_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("offer")
@@ -830,8 +830,8 @@ class OfferDecisionItem(models.Model):
         indexes = [
             # The decision's limits: how often this contact was shown each offer lately.
             models.Index(fields=["contact_id", "created_at"], include=["offer"], name="decision_item_contact_idx"),
-            # Recording top offers in the offer's measurement, in order (offer_assignments_record).
-            models.Index(fields=["offer", "id"], condition=Q(rank=1), name="decision_item_top_idx"),
+            # Recording top offers in the offer's measurement, by time (offer_assignments_record).
+            models.Index(fields=["offer", "created_at"], condition=Q(rank=1), name="decision_item_top_idx"),
         ]
 
     def __str__(self) -> str:

@@ -49,7 +49,11 @@ ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         # The next-best offer: asking for it and recording the customer's answer, for agents alone.
         ("campaigns", "offerdecision", ("use",)),
     ],
-    ADMINISTRATOR: [(EVERYTHING, EVERYTHING, ALL_ACTIONS)],
+    ADMINISTRATOR: [
+        (EVERYTHING, EVERYTHING, ALL_ACTIONS),
+        ("audiences", "contact", ("browse",)),
+        ("campaigns", "offerdecision", ("use",)),
+    ],
 }
 
 # role -> rules taken back from what its ROLES rules give

@@ -191,3 +191,13 @@ def test_contact_page_queries_do_not_grow_with_the_segments(client, marketeer, d
         response = client.get(url)
     assert "Meer 7" in response.text  # every dynamic segment it meets is listed
     assert "Lijst 7" not in response.text  # it is on no list
+
+
+def test_agents_find_a_contact_by_searching_but_do_not_see_the_whole_list(client, agent, marketeer):
+    contact = ContactFactory(last_name="Zonneveld")
+    client.force_login(agent)
+    assert "Zonneveld" not in client.get(CHANGELIST).text
+    assert "Zonneveld" in client.get(CHANGELIST, {"q": "Zonneveld"}).text
+    client.force_login(marketeer)
+    assert "Zonneveld" in client.get(CHANGELIST).text
+    assert contact.pk

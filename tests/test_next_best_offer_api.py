@@ -271,3 +271,21 @@ def test_an_agent_logged_into_the_admin_asks_with_the_session(client, agent):
     response = client.get(url(contact))
     assert response.status_code == 200
     assert [item["name"] for item in response.json()["offers"]] == ["Tuinset"]
+
+
+def test_an_administrator_may_ask_and_list(api_client_for, db):
+    from dialoog.roles import ADMINISTRATOR
+    from tests.factories import UserFactory
+
+    admin = UserFactory(username="admin-test", role=ADMINISTRATOR)
+    contact = caller()
+    offer(name="Tuinset")
+    client = api_client_for(admin)
+    assert client.get(url(contact)).status_code == 200
+    assert client.get("/api/v1/contacts/").status_code == 200
+
+
+def test_a_nul_character_is_a_clear_400(agent_api):
+    response = agent_api.get("/api/v1/next-best-offers/", {"email": "a\x00b@example.nl"})
+    assert response.status_code == 400
+    assert errors(response) == {("email", "“ab@example.nl” contains a NUL character.")}

@@ -86,3 +86,18 @@ def test_a_decision_page_shows_what_was_presented_and_why_others_were_left_out(e
     content = page.content.decode()
     assert "Tuinset" in content and "presented on 0 days in the last 30 days (at most 0)" in content
     assert OfferDecision.objects.count() == 1
+
+
+def test_a_holdout_agents_decided_with_cannot_change(english_client, marketeer):
+    from campaigns.offers.catalogue import offer_catalogue
+
+    tuinset = offer(name="Tuinset", holdout=10)
+    offer_catalogue()  # the first decisions fix its split
+    data = form_data(campaign=tuinset.campaign_id, script=tuinset.script_id, holdout_percent="20")
+    data["context_weights-TOTAL_FORMS"] = "0"
+    response = english_client(marketeer).post(f"/admin/campaigns/offer/{tuinset.pk}/change/", data)
+    assert response.status_code == 200
+    [message] = response.context["adminform"].form.errors["holdout_percent"]
+    assert message.startswith("Agents have been deciding with this holdout (10.00%)")
+    tuinset.experiment.refresh_from_db()
+    assert tuinset.experiment.holdout_percent == 10

@@ -21,6 +21,7 @@ def test_the_migration_creates_the_four_roles(db):
     assert "browse_contact" not in groups[CALLCENTER_AGENT]
     assert "use_next_best_offer" in groups[CALLCENTER_AGENT]
     assert "use_next_best_offer" not in groups[MARKETEER] | groups[ANALYST]
+    assert {"use_next_best_offer", "browse_contact"} <= groups[ADMINISTRATOR]
     assert "change_goal" not in groups[CALLCENTER_AGENT]
     assert {"view_contact", "add_event"} <= groups[CALLCENTER_AGENT]
     assert {"change_user", "change_group", "change_campaign"} <= groups[ADMINISTRATOR]

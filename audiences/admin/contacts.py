@@ -119,6 +119,10 @@ class ContactAdmin(admin.ModelAdmin):
         looked up on its own index first; an OR of them in one query would scan contacts."""
         term = search_term.strip()
         if not term:
+            # Who looks customers up one at a time (a callcenter agent) finds them by searching;
+            # the whole list is for those who may list every contact.
+            if not request.user.has_perm("audiences.browse_contact"):
+                return queryset.none(), False
             return queryset, False
         if "\x00" in term:  # PostgreSQL text cannot hold NUL, so no identity or name has one
             return queryset.none(), False

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.forms.models import construct_instance
 from django.utils.translation import gettext_lazy as _
 
@@ -96,6 +97,7 @@ class OfferAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         catalogue_forget()
+        transaction.on_commit(catalogue_forget)
 
 
 class DecisionItemInline(admin.TabularInline):

@@ -11,8 +11,8 @@ it at once). It holds:
 - the decision's one query, per way of finding the contact (contact key, e-mail address, phone
   number, id): the contact's profile, consent, scores, recent messages and offer history, and for
   each offer whether the contact is in its segment, as one row. The segments' relative windows
-  ("in the last 90 days") are computed when the catalogue is built, so they may be that many
-  seconds old;
+  ("in the last 90 days") are computed when the catalogue is compiled: again when anything it is
+  built from changed, and at least every five minutes (REBUILD_SECONDS);
 - the contact policy (frequency cap), the global control group and the published content blocks.
 
 "Live" means: switched on, not ended, and its campaign activated and not paused or cancelled (a
@@ -53,7 +53,7 @@ from campaigns.models import (
     OfferResponse,
 )
 from campaigns.services.policies import CAPPED_CHANNELS, contact_policy
-from content.models import ContentBlock, TemplateVersion
+from content.models import ContentBlock, Template, TemplateVersion
 from content.selectors import BlockSources, published_blocks, template_newest_versions
 from goals.experiments import buckets_below, experiment_split_fix, global_control
 from goals.models import GlobalControlGroup
@@ -322,16 +322,19 @@ def _fingerprint() -> tuple[Any, ...]:
         "segments": Segment._meta.db_table,
         "campaigns": Campaign._meta.db_table,
         "versions": TemplateVersion._meta.db_table,
+        "templates": Template._meta.db_table,
         "blocks": ContentBlock._meta.db_table,
         "policy": ContactPolicy._meta.db_table,
         "control": GlobalControlGroup._meta.db_table,
     }
     sql = """
         SELECT (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM {offers}),
-               (SELECT count(*) || ':' || coalesce(sum(weight), 0) || ':' || coalesce(sum(id), 0) FROM {weights}),
+               (SELECT md5(coalesce(string_agg(concat_ws(':', id, offer_id, channel, hour_from, hour_until, weight),
+                                               ',' ORDER BY id), '')) FROM {weights}),
                (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM {segments}),
                (SELECT coalesce(max(updated_at)::text, '') FROM {campaigns}),
                (SELECT coalesce(max(id), 0) FROM {versions}),
+               (SELECT coalesce(max(updated_at)::text, '') FROM {templates}),
                (SELECT coalesce(sum(published_version_id), 0) || ':' || coalesce(max(updated_at)::text, '')
                 FROM {blocks}),
                (SELECT coalesce(max(updated_at)::text, '') FROM {policy}),

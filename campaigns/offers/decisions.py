@@ -129,6 +129,8 @@ def contact_lookup(*, contact_key: Any = None, email: str | None = None, phone: 
     if len(given) != 1:
         raise ValueError(_("Give one of the contact key, an e-mail address or a phone number."))
     [(name, value)] = given.items()
+    if "\x00" in str(value):
+        raise ValueError(_("“%(value)s” contains a NUL character.") % {"value": str(value).replace("\x00", "")})
     try:
         if name == "contact_key":
             return name, value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
@@ -326,9 +328,9 @@ def _execute_prepared(name: str, sql: str, types: str, params: list[Any]) -> tup
             # The setting concerns prepared statements only, and Django prepares none.
             cursor.execute("SET plan_cache_mode = force_generic_plan")
         if prepared.get(name) != sql:
-            if name in prepared:
+            columns.pop(name, None)
+            if prepared.pop(name, None) is not None:
                 cursor.execute(f"DEALLOCATE {name}")
-                columns.pop(name, None)
             cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
             prepared[name] = sql
         placeholders = ", ".join(["%s"] * len(params))

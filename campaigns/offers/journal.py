@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from campaigns.models import OfferDecision, OfferDecisionItem
 
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 WRITE_BEHIND_SECONDS = 0.02
 WRITE_AT = 200  # queued decisions that wake the writer before its time
 IDS_AT_ONCE = 100
+QUEUE_LIMIT = 100_000  # decisions kept while the database does not take them
 
 
 @dataclass
@@ -81,12 +82,14 @@ def decisions_write(records: list[DecisionRecord]) -> None:
             SELECT d.id, d.contact_id, d.channel, d.agent_id, d.left_out::jsonb, d.created_at
             FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::int[], %s::text[], %s::timestamptz[])
                  AS d(id, contact_id, channel, agent_id, left_out, created_at)
+            ON CONFLICT (id) DO NOTHING  -- written before: a retry after a lost reply
         )
         INSERT INTO {OfferDecisionItem._meta.db_table} (decision_id, offer_id, contact_id, rank, presented,
             held_out, propensity, context_weight, value, lever, score, explanation, created_at)
         SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::int[], %s::bool[], %s::bool[],
                              %s::float8[], %s::float8[], %s::numeric[], %s::float8[], %s::float8[], %s::text[],
                              %s::timestamptz[])
+        ON CONFLICT ON CONSTRAINT decision_offer_once DO NOTHING
     """  # noqa: S608 - table names; every value is a parameter
     params: list[Any] = [
         [record.id for record in records],
@@ -108,12 +111,17 @@ def decisions_write(records: list[DecisionRecord]) -> None:
 class _Writer:
     def __init__(self) -> None:
         self.queue: list[DecisionRecord] = []
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the queue
+        self.writing = threading.Lock()  # one write at a time: a flush waits for a write under way
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
 
     def add(self, record: DecisionRecord) -> None:
         with self.lock:
+            if len(self.queue) >= QUEUE_LIMIT:
+                # The database has been away for a while: keep memory bounded, say what is lost.
+                dropped, self.queue = self.queue[: len(self.queue) // 2], self.queue[len(self.queue) // 2 :]
+                logger.error("%d next-best-offer decisions were dropped: the database did not take them", len(dropped))
             self.queue.append(record)
             waiting = len(self.queue)
             if self.thread is None or not self.thread.is_alive():
@@ -122,41 +130,40 @@ class _Writer:
         if waiting >= WRITE_AT:
             self.wake.set()
 
-    def take(self) -> list[DecisionRecord]:
-        with self.lock:
-            taken, self.queue = self.queue, []
-        return taken
-
-    def write(self, records: list[DecisionRecord]) -> None:
-        try:
-            decisions_write(records)
-        except DatabaseError:
-            # Kept for the next round; the database may be back by then.
-            logger.exception("%d next-best-offer decisions could not be written; trying again", len(records))
+    def write_queued(self) -> None:
+        """Take what is queued and write it. A connection problem puts it back for the next round;
+        a problem with the rows themselves (which a retry would meet again) drops them, logged."""
+        with self.writing:
             with self.lock:
-                self.queue[:0] = records
-            raise
+                records, self.queue = self.queue, []
+            if not records:
+                return
+            try:
+                decisions_write(records)
+            except (OperationalError, InterfaceError):
+                logger.exception("%d next-best-offer decisions could not be written; trying again", len(records))
+                with self.lock:
+                    self.queue[:0] = records
+                raise
+            except DatabaseError:
+                logger.exception("%d next-best-offer decisions could not be written and were dropped", len(records))
 
     def run(self) -> None:
         try:
             while True:
                 self.wake.wait(WRITE_BEHIND_SECONDS)
                 self.wake.clear()
-                records = self.take()
-                if records:
-                    try:
-                        self.write(records)
-                    except DatabaseError:  # logged by write: reconnect, and wait a moment before the next try
-                        connections.close_all()
-                        self.wake.wait(1)
+                try:
+                    self.write_queued()
+                except DatabaseError:  # logged: reconnect, and wait a moment before the next try
+                    connections.close_all()
+                    self.wake.wait(1)
         finally:
             connections.close_all()  # this thread's own connection
 
     def flush(self) -> None:
-        """Write what is queued now, on the caller's connection."""
-        records = self.take()
-        if records:
-            self.write(records)
+        """Write what is queued now, on the caller's connection, after any write under way."""
+        self.write_queued()
 
 
 _writer = _Writer()

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
@@ -32,6 +32,10 @@ from goals.experiments import experiment_assign, experiment_create, experiment_h
 
 # A decision older than this cannot be answered: ask for a new one.
 DECISION_VALID_FOR = dt.timedelta(hours=24)
+# Decisions younger than this may still be on their way to the table (written behind the answer);
+# a tick reads this far back before where the last one stopped, for one that came in late.
+ASSIGN_SETTLE = dt.timedelta(minutes=1)
+ASSIGN_OVERLAP = dt.timedelta(minutes=10)
 REASON_MAX = OfferResponse._meta.get_field("reason").max_length or 500
 REQUEST_ID_MAX = OfferResponse._meta.get_field("client_request_id").max_length or 100
 
@@ -55,6 +59,19 @@ def offer_problems(*, offer: Offer) -> dict[str, list[str]]:
         )
     if offer.propensity_source == Offer.Propensity.SCORE and not offer.propensity_score:
         problems.setdefault("propensity_score", []).append(_("Name the score the propensity comes from."))
+    experiment = offer.experiment if offer.experiment_id else None
+    if (
+        experiment is not None
+        and experiment.holdout_percent != offer.holdout_percent
+        and (experiment.split_fixed_at is not None or experiment.assignments.exists())
+    ):
+        problems.setdefault("holdout_percent", []).append(
+            _(
+                "Agents have been deciding with this holdout (%(percent)s%%), so it can no longer change: "
+                "groups picked with different shares cannot be compared. Make a new offer instead."
+            )
+            % {"percent": experiment.holdout_percent}
+        )
     if offer.holdout_percent == 0 and not offer.holdout_off_reason.strip():
         problems.setdefault("holdout_off_reason", []).append(
             _("Say why this offer has no holdout: without one, its effect cannot be measured.")
@@ -87,7 +104,10 @@ def offer_save(*, offer: Offer, user: Any = None) -> Offer:
             else:
                 experiment_holdout_set(experiment=experiment, percent=offer.holdout_percent)
         offer.save()
+    # Now, for this request's next decision, and again once saved: a decision made in between would
+    # have built the catalogue from the offer as it was.
     catalogue_forget()
+    transaction.on_commit(catalogue_forget)
     return offer
 
 
@@ -122,6 +142,9 @@ def offer_response_record(
     if outcome not in OfferResponse.Outcome.values:
         raise ValidationError({"outcome": _("Choose accepted, rejected or later.")})
     reason = reason.strip()
+    for field_name, text in (("reason", reason), ("client_request_id", client_request_id)):
+        if "\x00" in (text or ""):
+            raise ValidationError({field_name: _("It contains a NUL character.")})
     if len(reason) > REASON_MAX:
         raise ValidationError({"reason": _("A reason has at most %(max)d characters.") % {"max": REASON_MAX}})
     if not client_request_id or len(client_request_id) > REQUEST_ID_MAX:
@@ -267,11 +290,16 @@ def _event(*, response: OfferResponse, offer: Offer, agent: Any, now: dt.datetim
 
 
 def offer_assignments_record(*, now: dt.datetime | None = None) -> int:
-    """Record, in each offer's measurement, the contacts it was the top offer for since the last
-    time: presented (treatment) or held out. The group follows from the same bucket the decision
-    used, so it is the one the decision acted on. Safe to run twice: assigned contacts keep their
-    group, and each offer remembers the last decision item it recorded. Returns the contacts added."""
+    """Record, in each offer's measurement, the contacts it was the top offer for: presented
+    (treatment) or held out. The group follows from the same bucket the decision used, so it is
+    the one the decision acted on.
+
+    Decisions are written behind the answer, by several processes, so they do not arrive in the
+    order of their ids or times: each tick takes the decisions older than ASSIGN_SETTLE, and reads
+    again the ASSIGN_OVERLAP before where the last tick stopped, for one that came in late. Safe to
+    run twice: assigned contacts keep their group. Returns the contacts added."""
     now = now or timezone.now()
+    until = now - ASSIGN_SETTLE
     added = 0
     for offer in Offer.objects.filter(experiment__isnull=False).select_related("experiment"):
         experiment = offer.experiment
@@ -280,12 +308,11 @@ def offer_assignments_record(*, now: dt.datetime | None = None) -> int:
             locked = Offer.objects.select_for_update(skip_locked=True).filter(pk=offer.pk).first()
             if locked is None:
                 continue  # another tick is recording this offer
-            tops = OfferDecisionItem.objects.filter(offer=offer, rank=1, pk__gt=locked.assigned_through)
-            through = tops.aggregate(last=Max("pk"))["last"]
-            if through is None:
-                continue
-            contacts = Contact.objects.filter(pk__in=tops.filter(pk__lte=through).values("contact_id"))
+            tops = OfferDecisionItem.objects.filter(offer=offer, rank=1, created_at__lt=until)
+            if locked.assigned_until is not None:
+                tops = tops.filter(created_at__gte=locked.assigned_until - ASSIGN_OVERLAP)
+            contacts = Contact.objects.filter(pk__in=tops.values("contact_id"))
             result = experiment_assign(experiment=experiment, contacts=contacts, now=now)
             added += result.treatment + result.holdout
-            Offer.objects.filter(pk=offer.pk).update(assigned_through=through)
+            Offer.objects.filter(pk=offer.pk).update(assigned_until=until)
     return added
