@@ -4,15 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audiences', '0014_products_schedule'),
+        ("audiences", "0014_products_schedule"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='event',
-            name='type',
-            field=models.CharField(choices=[('purchase', 'Purchase'), ('page_view', 'Page view'), ('email_opened', 'Email opened'), ('email_clicked', 'Email clicked'), ('email_delivered', 'Email delivered'), ('email_bounced', 'Email bounced'), ('email_complained', 'Email marked as spam'), ('call_outcome', 'Call outcome'), ('offer_response', 'Offer response'), ('nps_response', 'NPS response'), ('satisfaction_response', 'Satisfaction response')], max_length=64, verbose_name='type'),
+            model_name="event",
+            name="type",
+            field=models.CharField(
+                choices=[
+                    ("purchase", "Purchase"),
+                    ("page_view", "Page view"),
+                    ("email_opened", "Email opened"),
+                    ("email_clicked", "Email clicked"),
+                    ("email_delivered", "Email delivered"),
+                    ("email_bounced", "Email bounced"),
+                    ("email_complained", "Email marked as spam"),
+                    ("call_outcome", "Call outcome"),
+                    ("offer_response", "Offer response"),
+                    ("nps_response", "NPS response"),
+                    ("satisfaction_response", "Satisfaction response"),
+                ],
+                max_length=64,
+                verbose_name="type",
+            ),
         ),
     ]

@@ -4,14 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audiences', '0015_offers'),
+        ("audiences", "0015_offers"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='contact',
-            options={'permissions': [('browse_contact', 'Can list all contacts')], 'verbose_name': 'contact', 'verbose_name_plural': 'contacts'},
+            name="contact",
+            options={
+                "permissions": [("browse_contact", "Can list all contacts")],
+                "verbose_name": "contact",
+                "verbose_name_plural": "contacts",
+            },
         ),
     ]

@@ -7,200 +7,499 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audiences', '0016_contact_browse_permission'),
-        ('campaigns', '0009_delivery_indexes_for_planning'),
-        ('content', '0002_versions_immutable'),
-        ('goals', '0009_offers'),
+        ("audiences", "0016_contact_browse_permission"),
+        ("campaigns", "0009_delivery_indexes_for_planning"),
+        ("content", "0002_versions_immutable"),
+        ("goals", "0009_offers"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Offer',
+            name="Offer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('name', models.CharField(max_length=200, unique=True, verbose_name='name')),
-                ('description', models.TextField(blank=True, verbose_name='description')),
-                ('code', models.CharField(blank=True, help_text='The code the customer uses to take the offer.', max_length=64, verbose_name='offer code')),
-                ('active', models.BooleanField(default=True, help_text='Switch an offer off without deleting it.', verbose_name='active')),
-                ('starts_at', models.DateTimeField(blank=True, null=True, verbose_name='valid from')),
-                ('ends_at', models.DateTimeField(blank=True, null=True, verbose_name='valid until')),
-                ('value', models.DecimalField(decimal_places=2, help_text='What an accept is worth, in euro.', max_digits=10, verbose_name='value (€)')),
-                ('propensity_source', models.CharField(choices=[('score', 'A score on the profile'), ('learned', "Learned from this offer's responses"), ('fixed', 'A fixed rate')], default='learned', max_length=16, verbose_name='propensity from')),
-                ('propensity_score', models.SlugField(blank=True, help_text="With “a score on the profile”: the score's name, such as “churn” or “tuin_affinity”.", max_length=64, verbose_name='score')),
-                ('propensity_default', models.FloatField(default=0.1, help_text='The chance of an accept, 0 to 1: the fixed rate, the starting point a learned rate moves from, and what a contact without the score gets.', verbose_name='default propensity')),
-                ('lever', models.FloatField(default=1.0, help_text='A weight the marketeer tunes: 2 makes the offer twice as likely to win, 0.5 half as likely.', verbose_name='business lever')),
-                ('max_presentations', models.PositiveSmallIntegerField(blank=True, help_text='Per contact within the period below; empty: no limit.', null=True, verbose_name='at most presentations')),
-                ('presentation_days', models.PositiveSmallIntegerField(default=30, verbose_name='period (days)')),
-                ('cooldown_days', models.PositiveSmallIntegerField(default=14, help_text='0: it may be offered again at once.', verbose_name='cool-down after a reject (days)')),
-                ('daily_capacity', models.PositiveIntegerField(blank=True, help_text='Empty: no limit.', null=True, verbose_name='at most accepts a day')),
-                ('holdout_percent', models.DecimalField(decimal_places=2, default=10, help_text='The share of contacts for whom it is only recorded as “would have presented”, to measure its effect.', max_digits=5, verbose_name='holdout (%)')),
-                ('holdout_off_reason', models.TextField(blank=True, help_text='Needed when the holdout is 0%.', verbose_name='why there is no holdout')),
-                ('responses', models.PositiveIntegerField(default=0, editable=False, verbose_name='responses')),
-                ('accepts', models.PositiveIntegerField(default=0, editable=False, verbose_name='accepts')),
-                ('assigned_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('campaign', models.ForeignKey(help_text="The campaign it belongs to: it serves that campaign's goal. Live while the campaign is active.", on_delete=django.db.models.deletion.PROTECT, related_name='offers', to='campaigns.campaign', verbose_name='campaign')),
-                ('experiment', models.OneToOneField(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='offer', to='goals.experiment', verbose_name='measurement')),
-                ('follow_up', models.ForeignKey(blank=True, help_text='Optional: the email or SMS that confirms the offer after the call.', limit_choices_to={'channel__in': ['email', 'sms']}, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='content.template', verbose_name='follow-up')),
-                ('script', models.ForeignKey(help_text='What the agent says; rendered for the customer on the line.', limit_choices_to={'channel': 'script'}, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='content.template', verbose_name='callcenter script')),
-                ('segment', models.ForeignKey(blank=True, help_text='Only contacts in this segment get the offer; empty: every contact.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='audiences.segment', verbose_name='eligible segment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                ("name", models.CharField(max_length=200, unique=True, verbose_name="name")),
+                ("description", models.TextField(blank=True, verbose_name="description")),
+                (
+                    "code",
+                    models.CharField(
+                        blank=True,
+                        help_text="The code the customer uses to take the offer.",
+                        max_length=64,
+                        verbose_name="offer code",
+                    ),
+                ),
+                (
+                    "active",
+                    models.BooleanField(
+                        default=True, help_text="Switch an offer off without deleting it.", verbose_name="active"
+                    ),
+                ),
+                ("starts_at", models.DateTimeField(blank=True, null=True, verbose_name="valid from")),
+                ("ends_at", models.DateTimeField(blank=True, null=True, verbose_name="valid until")),
+                (
+                    "value",
+                    models.DecimalField(
+                        decimal_places=2,
+                        help_text="What an accept is worth, in euro.",
+                        max_digits=10,
+                        verbose_name="value (€)",
+                    ),
+                ),
+                (
+                    "propensity_source",
+                    models.CharField(
+                        choices=[
+                            ("score", "A score on the profile"),
+                            ("learned", "Learned from this offer's responses"),
+                            ("fixed", "A fixed rate"),
+                        ],
+                        default="learned",
+                        max_length=16,
+                        verbose_name="propensity from",
+                    ),
+                ),
+                (
+                    "propensity_score",
+                    models.SlugField(
+                        blank=True,
+                        help_text=(
+                            "With “a score on the profile”: the score's name, such as “churn” or “tuin_affinity”."
+                        ),
+                        max_length=64,
+                        verbose_name="score",
+                    ),
+                ),
+                (
+                    "propensity_default",
+                    models.FloatField(
+                        default=0.1,
+                        help_text=(
+                            "The chance of an accept, 0 to 1: the fixed rate, the starting point a learned rate moves"
+                            " from, and what a contact without the score gets."
+                        ),
+                        verbose_name="default propensity",
+                    ),
+                ),
+                (
+                    "lever",
+                    models.FloatField(
+                        default=1.0,
+                        help_text=(
+                            "A weight the marketeer tunes: 2 makes the offer twice as likely to win, 0.5 half as "
+                            "likely."
+                        ),
+                        verbose_name="business lever",
+                    ),
+                ),
+                (
+                    "max_presentations",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="Per contact within the period below; empty: no limit.",
+                        null=True,
+                        verbose_name="at most presentations",
+                    ),
+                ),
+                ("presentation_days", models.PositiveSmallIntegerField(default=30, verbose_name="period (days)")),
+                (
+                    "cooldown_days",
+                    models.PositiveSmallIntegerField(
+                        default=14,
+                        help_text="0: it may be offered again at once.",
+                        verbose_name="cool-down after a reject (days)",
+                    ),
+                ),
+                (
+                    "daily_capacity",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Empty: no limit.", null=True, verbose_name="at most accepts a day"
+                    ),
+                ),
+                (
+                    "holdout_percent",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=10,
+                        help_text=(
+                            "The share of contacts for whom it is only recorded as “would have presented”, to measure"
+                            " its effect."
+                        ),
+                        max_digits=5,
+                        verbose_name="holdout (%)",
+                    ),
+                ),
+                (
+                    "holdout_off_reason",
+                    models.TextField(
+                        blank=True, help_text="Needed when the holdout is 0%.", verbose_name="why there is no holdout"
+                    ),
+                ),
+                ("responses", models.PositiveIntegerField(default=0, editable=False, verbose_name="responses")),
+                ("accepts", models.PositiveIntegerField(default=0, editable=False, verbose_name="accepts")),
+                ("assigned_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        help_text=(
+                            "The campaign it belongs to: it serves that campaign's goal. Live while the campaign is "
+                            "active."
+                        ),
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="offers",
+                        to="campaigns.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "experiment",
+                    models.OneToOneField(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="offer",
+                        to="goals.experiment",
+                        verbose_name="measurement",
+                    ),
+                ),
+                (
+                    "follow_up",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Optional: the email or SMS that confirms the offer after the call.",
+                        limit_choices_to={"channel__in": ["email", "sms"]},
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="content.template",
+                        verbose_name="follow-up",
+                    ),
+                ),
+                (
+                    "script",
+                    models.ForeignKey(
+                        help_text="What the agent says; rendered for the customer on the line.",
+                        limit_choices_to={"channel": "script"},
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="content.template",
+                        verbose_name="callcenter script",
+                    ),
+                ),
+                (
+                    "segment",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Only contacts in this segment get the offer; empty: every contact.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="audiences.segment",
+                        verbose_name="eligible segment",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'offer',
-                'verbose_name_plural': 'offers',
-                'ordering': ['name'],
+                "verbose_name": "offer",
+                "verbose_name_plural": "offers",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='OfferContextWeight',
+            name="OfferContextWeight",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel', models.CharField(blank=True, choices=[('callcenter', 'Callcenter'), ('email', 'Email'), ('sms', 'SMS')], help_text='Empty: every channel.', max_length=16, verbose_name='channel')),
-                ('hour_from', models.PositiveSmallIntegerField(blank=True, help_text='With “until hour”: only then (0 to 23, local time).', null=True, verbose_name='from hour')),
-                ('hour_until', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='until hour')),
-                ('weight', models.FloatField(default=1.0, verbose_name='weight')),
-                ('offer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='context_weights', to='campaigns.offer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "channel",
+                    models.CharField(
+                        blank=True,
+                        choices=[("callcenter", "Callcenter"), ("email", "Email"), ("sms", "SMS")],
+                        help_text="Empty: every channel.",
+                        max_length=16,
+                        verbose_name="channel",
+                    ),
+                ),
+                (
+                    "hour_from",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="With “until hour”: only then (0 to 23, local time).",
+                        null=True,
+                        verbose_name="from hour",
+                    ),
+                ),
+                ("hour_until", models.PositiveSmallIntegerField(blank=True, null=True, verbose_name="until hour")),
+                ("weight", models.FloatField(default=1.0, verbose_name="weight")),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="context_weights",
+                        to="campaigns.offer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'context weight',
-                'verbose_name_plural': 'context weights',
+                "verbose_name": "context weight",
+                "verbose_name_plural": "context weights",
             },
         ),
         migrations.CreateModel(
-            name='OfferDay',
+            name="OfferDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('accepts', models.PositiveIntegerField(default=0)),
-                ('offer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='campaigns.offer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                ("accepts", models.PositiveIntegerField(default=0)),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="campaigns.offer"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OfferDecision',
+            name="OfferDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel', models.CharField(choices=[('callcenter', 'Callcenter'), ('email', 'Email'), ('sms', 'SMS')], max_length=16, verbose_name='channel')),
-                ('left_out', models.JSONField(blank=True, default=list, help_text='Offers left out, and why.', verbose_name='left out')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='decided at')),
-                ('agent', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('contact', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='audiences.contact')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[("callcenter", "Callcenter"), ("email", "Email"), ("sms", "SMS")],
+                        max_length=16,
+                        verbose_name="channel",
+                    ),
+                ),
+                (
+                    "left_out",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Offers left out, and why.", verbose_name="left out"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="decided at")),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="audiences.contact",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'offer decision',
-                'verbose_name_plural': 'offer decisions',
-                'permissions': [('use_next_best_offer', 'Can ask for next-best offers and record the answers')],
+                "verbose_name": "offer decision",
+                "verbose_name_plural": "offer decisions",
+                "permissions": [("use_next_best_offer", "Can ask for next-best offers and record the answers")],
             },
         ),
         migrations.CreateModel(
-            name='OfferDecisionItem',
+            name="OfferDecisionItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('contact_id', models.BigIntegerField()),
-                ('rank', models.PositiveSmallIntegerField(verbose_name='rank')),
-                ('presented', models.BooleanField(default=True, verbose_name='presented')),
-                ('held_out', models.BooleanField(default=False, verbose_name='held out')),
-                ('propensity', models.FloatField(verbose_name='propensity')),
-                ('context_weight', models.FloatField(verbose_name='context weight')),
-                ('value', models.DecimalField(decimal_places=2, max_digits=10, verbose_name='value')),
-                ('lever', models.FloatField(verbose_name='lever')),
-                ('score', models.FloatField(verbose_name='score')),
-                ('explanation', models.TextField(verbose_name='why')),
-                ('created_at', models.DateTimeField(verbose_name='decided at')),
-                ('decision', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='items', to='campaigns.offerdecision')),
-                ('offer', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='campaigns.offer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("contact_id", models.BigIntegerField()),
+                ("rank", models.PositiveSmallIntegerField(verbose_name="rank")),
+                ("presented", models.BooleanField(default=True, verbose_name="presented")),
+                ("held_out", models.BooleanField(default=False, verbose_name="held out")),
+                ("propensity", models.FloatField(verbose_name="propensity")),
+                ("context_weight", models.FloatField(verbose_name="context weight")),
+                ("value", models.DecimalField(decimal_places=2, max_digits=10, verbose_name="value")),
+                ("lever", models.FloatField(verbose_name="lever")),
+                ("score", models.FloatField(verbose_name="score")),
+                ("explanation", models.TextField(verbose_name="why")),
+                ("created_at", models.DateTimeField(verbose_name="decided at")),
+                (
+                    "decision",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="campaigns.offerdecision",
+                    ),
+                ),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="campaigns.offer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'decided offer',
-                'verbose_name_plural': 'decided offers',
-                'ordering': ['decision', 'rank'],
+                "verbose_name": "decided offer",
+                "verbose_name_plural": "decided offers",
+                "ordering": ["decision", "rank"],
             },
         ),
         migrations.CreateModel(
-            name='OfferResponse',
+            name="OfferResponse",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('contact_id', models.BigIntegerField()),
-                ('outcome', models.CharField(choices=[('accepted', 'Accepted'), ('rejected', 'Rejected'), ('later', 'Later')], max_length=16, verbose_name='outcome')),
-                ('reason', models.CharField(blank=True, max_length=500, verbose_name='reason')),
-                ('client_request_id', models.CharField(max_length=100, verbose_name='request id')),
-                ('event_id', models.BigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(verbose_name='recorded at')),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('decision', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='responses', to='campaigns.offerdecision')),
-                ('offer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='offer_responses', to='campaigns.offer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("contact_id", models.BigIntegerField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[("accepted", "Accepted"), ("rejected", "Rejected"), ("later", "Later")],
+                        max_length=16,
+                        verbose_name="outcome",
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=500, verbose_name="reason")),
+                ("client_request_id", models.CharField(max_length=100, verbose_name="request id")),
+                ("event_id", models.BigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(verbose_name="recorded at")),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "decision",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="responses",
+                        to="campaigns.offerdecision",
+                    ),
+                ),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="offer_responses",
+                        to="campaigns.offer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'offer response',
-                'verbose_name_plural': 'offer responses',
-                'ordering': ['-created_at'],
+                "verbose_name": "offer response",
+                "verbose_name_plural": "offer responses",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('value__gte', 0)), name='offer_value_not_negative'),
+            model_name="offer",
+            constraint=models.CheckConstraint(condition=models.Q(("value__gte", 0)), name="offer_value_not_negative"),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('lever__gt', 0)), name='offer_lever_positive'),
+            model_name="offer",
+            constraint=models.CheckConstraint(condition=models.Q(("lever__gt", 0)), name="offer_lever_positive"),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('propensity_default__gte', 0), ('propensity_default__lte', 1)), name='offer_propensity_range'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("propensity_default__gte", 0), ("propensity_default__lte", 1)),
+                name="offer_propensity_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('holdout_percent__gte', 0), ('holdout_percent__lte', 50)), name='offer_holdout_range'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("holdout_percent__gte", 0), ("holdout_percent__lte", 50)),
+                name="offer_holdout_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('ends_at__isnull', True), ('starts_at__isnull', True), ('ends_at__gt', models.F('starts_at')), _connector='OR'), name='offer_ends_after_start'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("ends_at__isnull", True),
+                    ("starts_at__isnull", True),
+                    ("ends_at__gt", models.F("starts_at")),
+                    _connector="OR",
+                ),
+                name="offer_ends_after_start",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('presentation_days__gte', 1)), name='offer_period_positive'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("presentation_days__gte", 1)), name="offer_period_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offercontextweight',
-            constraint=models.CheckConstraint(condition=models.Q(('weight__gte', 0)), name='offer_weight_not_negative'),
+            model_name="offercontextweight",
+            constraint=models.CheckConstraint(condition=models.Q(("weight__gte", 0)), name="offer_weight_not_negative"),
         ),
         migrations.AddConstraint(
-            model_name='offercontextweight',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('hour_from__isnull', True), ('hour_until__isnull', True)), models.Q(('hour_from__lte', 23), ('hour_until__gt', models.F('hour_from')), ('hour_until__gte', 1), ('hour_until__lte', 24)), _connector='OR'), name='offer_weight_hours'),
+            model_name="offercontextweight",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("hour_from__isnull", True), ("hour_until__isnull", True)),
+                    models.Q(
+                        ("hour_from__lte", 23),
+                        ("hour_until__gt", models.F("hour_from")),
+                        ("hour_until__gte", 1),
+                        ("hour_until__lte", 24),
+                    ),
+                    _connector="OR",
+                ),
+                name="offer_weight_hours",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offerday',
-            constraint=models.UniqueConstraint(fields=('offer', 'day'), name='offer_day_once'),
+            model_name="offerday",
+            constraint=models.UniqueConstraint(fields=("offer", "day"), name="offer_day_once"),
         ),
         migrations.AddIndex(
-            model_name='offerdecision',
-            index=models.Index(fields=['contact', '-created_at'], name='offer_decision_contact_idx'),
+            model_name="offerdecision",
+            index=models.Index(fields=["contact", "-created_at"], name="offer_decision_contact_idx"),
         ),
         migrations.AddIndex(
-            model_name='offerdecisionitem',
-            index=models.Index(fields=['contact_id', 'created_at'], include=('offer',), name='decision_item_contact_idx'),
+            model_name="offerdecisionitem",
+            index=models.Index(
+                fields=["contact_id", "created_at"], include=("offer",), name="decision_item_contact_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='offerdecisionitem',
-            index=models.Index(condition=models.Q(('rank', 1)), fields=['offer', 'created_at'], name='decision_item_top_idx'),
+            model_name="offerdecisionitem",
+            index=models.Index(
+                condition=models.Q(("rank", 1)), fields=["offer", "created_at"], name="decision_item_top_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offerdecisionitem',
-            constraint=models.UniqueConstraint(fields=('decision', 'offer'), name='decision_offer_once'),
+            model_name="offerdecisionitem",
+            constraint=models.UniqueConstraint(fields=("decision", "offer"), name="decision_offer_once"),
         ),
         migrations.AddIndex(
-            model_name='offerresponse',
-            index=models.Index(fields=['contact_id', 'created_at'], include=('offer', 'outcome'), name='offer_response_contact_idx'),
+            model_name="offerresponse",
+            index=models.Index(
+                fields=["contact_id", "created_at"], include=("offer", "outcome"), name="offer_response_contact_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offerresponse',
-            constraint=models.UniqueConstraint(fields=('client_request_id',), name='offer_response_request_once'),
+            model_name="offerresponse",
+            constraint=models.UniqueConstraint(fields=("client_request_id",), name="offer_response_request_once"),
         ),
         migrations.AddConstraint(
-            model_name='offerresponse',
-            constraint=models.UniqueConstraint(condition=models.Q(('outcome__in', ['accepted', 'rejected'])), fields=('decision', 'offer'), name='offer_response_final_once'),
+            model_name="offerresponse",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("outcome__in", ["accepted", "rejected"])),
+                fields=("decision", "offer"),
+                name="offer_response_final_once",
+            ),
         ),
     ]
