@@ -56,6 +56,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
@@ -575,6 +576,26 @@ class _Recorder:
             self.latencies_ms.append(waited_s * 1000)
             self.started_s.append(started_s)
 
+    def result(
+        self, *, mode: str, duration: float, pool: _Pool, cpu0: float, machine0: float | None, **extra: Any
+    ) -> Result:
+        """What was recorded, as the Result of a run of `duration` seconds (open or closed loop)."""
+        return Result(
+            mode=mode,
+            requests=self.requests,
+            ok=self.ok,
+            errors=dict(self.errors),
+            duration=duration,
+            throughput=self.ok / duration,
+            latencies_ms=self.latencies_ms,
+            started_s=self.started_s,
+            connections_opened=pool.opened,
+            bytes_received=self.bytes_received,
+            client_cpu_s=time.process_time() - cpu0,
+            machine_cpu_s=_machine_busy_since(machine0),
+            **extra,
+        )
+
 
 def _machine_cpu_s() -> float | None:
     """Busy CPU seconds of all cores since boot (Linux), idle and I/O wait left out."""
@@ -680,23 +701,15 @@ async def open_loop_async(
             for task in list(pending):
                 task.cancel()
             pool.close()
-    duration_s = end - t0
-    return Result(
+    return rec.result(
         mode="open",
-        requests=rec.requests,
-        ok=rec.ok,
-        errors=dict(rec.errors),
-        duration=duration_s,
-        throughput=rec.ok / duration_s,
-        latencies_ms=rec.latencies_ms,
-        started_s=rec.started_s,
+        duration=end - t0,
+        pool=pool,
+        cpu0=cpu0,
+        machine0=machine0,
         rate=rate,
         gen_lateness_ms=rec.gen_lateness_ms,
         send_lateness_ms=rec.send_lateness_ms,
-        connections_opened=pool.opened,
-        bytes_received=rec.bytes_received,
-        client_cpu_s=time.process_time() - cpu0,
-        machine_cpu_s=_machine_busy_since(machine0),
     )
 
 
@@ -794,21 +807,8 @@ async def saturate_async(
         finally:
             pool.close()
         end = loop.time()
-    duration_s = end - t0
-    return Result(
-        mode="closed",
-        requests=rec.requests,
-        ok=rec.ok,
-        errors=dict(rec.errors),
-        duration=duration_s,
-        throughput=rec.ok / duration_s,
-        latencies_ms=rec.latencies_ms,
-        started_s=rec.started_s,
-        concurrency=concurrency,
-        connections_opened=pool.opened,
-        bytes_received=rec.bytes_received,
-        client_cpu_s=time.process_time() - cpu0,
-        machine_cpu_s=_machine_busy_since(machine0),
+    return rec.result(
+        mode="closed", duration=end - t0, pool=pool, cpu0=cpu0, machine0=machine0, concurrency=concurrency
     )
 
 

@@ -359,3 +359,43 @@ def test_decisions_are_written_behind_the_answer_and_none_is_lost(settings, wait
     journal._flush_on_exit()
     assert OfferDecision.objects.filter(pk=pending.id).exists()
     journal._writer.wake.set()  # back to its usual pace for the tests after this one
+
+
+def test_a_moment_of_the_day_a_validity_window_and_a_follow_up():
+    """The context weight can favour an offer at some hours; an offer starts and ends when it says;
+    a follow-up is an email or an SMS, and the decision names its channel."""
+    from django.core.exceptions import ValidationError
+
+    from campaigns.offers.services import offer_problems, offer_save
+    from content.models import Template
+    from tests.campaign_helpers import message_with
+
+    contact = caller()
+    campaign = live_campaign()
+    evening = offer(name="Avondaanbod", value=100, campaign=campaign)
+    OfferContextWeight.objects.create(offer=evening, hour_from=18, hour_until=22, weight=3)
+    soon = offer(name="Binnenkort", campaign=campaign, starts_at=timezone.now() + dt.timedelta(days=2))
+    catalogue_forget()
+    local = timezone.localtime()
+    at_eight = local.replace(hour=20, minute=0)
+    at_ten = local.replace(hour=10, minute=0)
+
+    assert {item.spec.name: item.context_weight for item in decide(contact, now=at_eight).offers} == {
+        "Avondaanbod": 3.0
+    }
+    assert decide(contact, now=at_ten).offers[0].context_weight == 1.0
+    assert reasons(decide(contact, now=at_ten))["Binnenkort"].startswith("valid from ")
+    assert soon.pk
+
+    email = message_with(email=True).templates.get(channel=Template.Channel.EMAIL)
+    script_only = message_with(email=False, script=True).templates.get(channel=Template.Channel.SCRIPT)
+    evening.follow_up = script_only
+    assert offer_problems(offer=evening) == {"follow_up": ["A follow-up is an email or an SMS."]}
+    evening.follow_up = email
+    assert offer_problems(offer=evening) == {}
+    evening.follow_up = script_only
+    with pytest.raises(ValidationError):
+        offer_save(offer=evening)
+    Offer.objects.filter(pk=evening.pk).update(follow_up=email)
+    catalogue_forget()
+    assert decide(contact, now=at_ten).offers[0].spec.follow_up_channel == "email"

@@ -244,3 +244,14 @@ def _insert(rows: list[tuple[int, Contact, EventIn]]) -> dict[int, int]:
             stored[index] = event_id
             taken.add(event_id)
     return stored
+
+
+def event_record(*, item: EventIn, source: str, user: Any = None) -> int:
+    """Store one event of a contact known by its key (a call's outcome, an answer to an offer),
+    creating and changing no contact; its id, or a ValidationError saying why it was refused.
+    A retry with the same external id returns the event stored the first time."""
+    [result] = event_ingest(items=[item], source=source, user=user, may_create=False, may_change=False)
+    if result.status == REJECTED or result.id is None:
+        messages = "; ".join(error["message"] for error in result.errors)
+        raise ValidationError(_("The event could not be recorded: %(reason)s") % {"reason": messages})
+    return result.id

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audiences.selectors.contacts import contact_profiles
-from audiences.services.events import REJECTED, EventIn, event_ingest
+from audiences.services.events import EventIn, event_record
 from campaigns.channels.base import BaseChannel, OutboundMessage, Outcome
 from campaigns.models import CallListItem, Campaign, Delivery
 
@@ -104,22 +104,15 @@ def call_outcome_record(*, item: CallListItem, outcome: str, agent: Any) -> Call
         if not closed:
             raise ValidationError(_("This call was recorded already."))
         item.refresh_from_db()
-        [result] = event_ingest(
-            items=[
-                EventIn(
-                    type="call_outcome",
-                    occurred_at=now,
-                    contact_key=item.contact.contact_key,
-                    properties={"outcome": outcome, "campaign_id": item.campaign_id, "delivery_id": item.delivery_id},
-                    external_id=f"call-list-item-{item.pk}",
-                )
-            ],
+        event_record(
+            item=EventIn(
+                type="call_outcome",
+                occurred_at=now,
+                contact_key=item.contact.contact_key,
+                properties={"outcome": outcome, "campaign_id": item.campaign_id, "delivery_id": item.delivery_id},
+                external_id=f"call-list-item-{item.pk}",
+            ),
             source="callcenter",
             user=agent,
-            may_create=False,
-            may_change=False,
         )
-        if result.status == REJECTED:
-            messages = "; ".join(error["message"] for error in result.errors)
-            raise ValidationError(_("The outcome could not be recorded: %(reason)s") % {"reason": messages})
     return item

@@ -24,7 +24,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from audiences.models import Contact, Event
-from audiences.services.events import REJECTED, EventIn, event_ingest
+from audiences.services.events import EventIn, event_record
 from campaigns.models import Offer, OfferDay, OfferDecision, OfferDecisionItem, OfferResponse
 from campaigns.offers.catalogue import catalogue_forget, live_offers
 from campaigns.offers.journal import journal_flush
@@ -175,8 +175,9 @@ def offer_response_record(
                 % {"offer": offer_id, "id": decision_id}
             }
         )
-    offer = Offer.objects.select_related("campaign").get(pk=offer_id)
-    if not live_offers(now).filter(pk=offer.pk).exists() or (offer.ends_at is not None and offer.ends_at <= now):
+    offer = live_offers(now).filter(pk=offer_id).first()  # live_offers leaves out the ended ones
+    if offer is None:
+        offer = Offer.objects.get(pk=offer_id)
         ended = (
             _("ended on %(when)s") % {"when": _when(offer.ends_at)}
             if offer.ends_at and offer.ends_at <= now
@@ -257,36 +258,28 @@ def _take_capacity(*, offer: Offer, now: dt.datetime) -> None:
         )
 
 
-def _event(*, response: OfferResponse, offer: Offer, agent: Any, now: dt.datetime) -> int | None:
-    contact_key = Contact.objects.filter(pk=response.contact_id).values_list("contact_key", flat=True).first()
-    [result] = event_ingest(
-        items=[
-            EventIn(
-                type=Event.Type.OFFER_RESPONSE,
-                occurred_at=now,
-                contact_key=contact_key,
-                properties={
-                    "offer": offer.name,
-                    "offer_id": offer.pk,
-                    "outcome": response.outcome,
-                    "reason": response.reason,
-                    "decision_id": response.decision_id,
-                    "campaign_id": offer.campaign_id,
-                },
-                value=offer.value if response.outcome == OfferResponse.Outcome.ACCEPTED else None,
-                currency="EUR" if response.outcome == OfferResponse.Outcome.ACCEPTED else "",
-                external_id=f"offer-response-{response.pk}",
-            )
-        ],
+def _event(*, response: OfferResponse, offer: Offer, agent: Any, now: dt.datetime) -> int:
+    accepted = response.outcome == OfferResponse.Outcome.ACCEPTED
+    return event_record(
+        item=EventIn(
+            type=Event.Type.OFFER_RESPONSE,
+            occurred_at=now,
+            contact_key=Contact.objects.filter(pk=response.contact_id).values_list("contact_key", flat=True).first(),
+            properties={
+                "offer": offer.name,
+                "offer_id": offer.pk,
+                "outcome": response.outcome,
+                "reason": response.reason,
+                "decision_id": response.decision_id,
+                "campaign_id": offer.campaign_id,
+            },
+            value=offer.value if accepted else None,
+            currency="EUR" if accepted else "",
+            external_id=f"offer-response-{response.pk}",
+        ),
         source="callcenter",
         user=agent,
-        may_create=False,
-        may_change=False,
     )
-    if result.status == REJECTED:
-        messages = "; ".join(error["message"] for error in result.errors)
-        raise ValidationError(_("The response could not be recorded: %(reason)s") % {"reason": messages})
-    return result.id
 
 
 def offer_assignments_record(*, now: dt.datetime | None = None) -> int:
