@@ -20,6 +20,9 @@ class DialoogConfig(AppConfig):
 
     def ready(self) -> None:
         from dialoog import lookups  # noqa: F401 - registers field__any
+        from dialoog.api.authentication import connect_forgetting
+
+        connect_forgetting()  # a token, user or role changed: the remembered answers are forgotten
 
         # Keeps the roles complete when later migrations add models.
         post_migrate.connect(_roles_after_migrate, sender=self, dispatch_uid="dialoog.roles_sync")

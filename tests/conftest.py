@@ -217,6 +217,16 @@ def wait_until():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_auth_memory():
+    """Every test starts with no token or permission remembered from an earlier one."""
+    from dialoog.api.authentication import forget_all
+
+    forget_all()
+    yield
+    forget_all()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_offer_catalogue():
     """Every test decides with the offers it made: the catalogue a process keeps for a few seconds
     would otherwise carry offers over from an earlier test, rolled back since."""

@@ -298,7 +298,8 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with WWW-Authenticate: Token.
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's own, with the token's user remembered for API_AUTH_CACHE_SECONDS per process.
+        "dialoog.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["dialoog.api.permissions.ModelPermissions"],
@@ -315,9 +316,18 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"next_best_offer": env.str("NEXT_BEST_OFFER_RATE", default="120/min")},
 }
 
+# How long a process remembers a token's user and a user's permission checks (dialoog/api/
+# authentication.py): a token revoked or a role taken away in another process applies within this
+# many seconds (at once in the process that made the change). 0 remembers nothing.
+API_AUTH_CACHE_SECONDS = env.int("API_AUTH_CACHE_SECONDS", default=60)
+
 # The cache: local memory per process by default; point CACHE_URL at Redis
 # (redis://127.0.0.1:6379/2) so that throttles count across processes and machines.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    # Room for every agent's rate-limit history: at Django's default of 300 entries, 300 agents'
+    # histories pushed each other out, and the limit was not counted.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 10_000)
 
 # How long a process keeps the live offers, compiled, before reading them again: an offer or
 # segment changed in the admin reaches every agent within this many seconds.
