@@ -193,7 +193,7 @@ def _context_weight(spec: OfferSpec, *, channel: str, hour: int) -> float:
     return weight
 
 
-def _contact_level_reason(row: dict[str, Any], catalogue: Catalogue, channel: str, now: dt.datetime) -> str | None:
+def _contact_level_reason(row: dict[str, Any], history: History, catalogue: Catalogue, channel: str) -> str | None:
     """Why this contact gets no offer at all on this channel now, or None."""
     contact_key = row["contact_key"]
     if catalogue.control_key is not None and (
@@ -205,11 +205,8 @@ def _contact_level_reason(row: dict[str, Any], catalogue: Catalogue, channel: st
         return _("no consent for %(channel)s") % {"channel": Channel(consent_channel).label}
     sent = row["sent"] or {}
     # Offers presented on earlier days count as one message a day (today's call is this one).
-    today = timezone.localdate(now)
-    since = now.timestamp() - catalogue.cap_days * DAY
-    earlier_days = {
-        timezone.localdate(dt.datetime.fromtimestamp(at, tz=dt.UTC)) for _offer, at in row["shown"] or () if at >= since
-    } - {today}
+    since = history.now.timestamp() - catalogue.cap_days * DAY
+    earlier_days = {day for shown in history.shown.values() for at, day in shown if at >= since} - {history.today}
     total = sum(sent.values()) + len(earlier_days)
     on_channel = sent.get(channel, 0) + (len(earlier_days) if channel == OfferChannel.CALLCENTER else 0)
     if total >= catalogue.cap_total or on_channel >= catalogue.cap_per_channel:
@@ -219,8 +216,9 @@ def _contact_level_reason(row: dict[str, Any], catalogue: Catalogue, channel: st
     return None
 
 
-def _offer_reason(spec: OfferSpec, row: dict[str, Any], history: dict[str, Any], now: dt.datetime) -> str | None:
+def _offer_reason(spec: OfferSpec, row: dict[str, Any], history: History) -> str | None:
     """Why this offer is not made to this contact now, or None."""
+    now = history.now
     if spec.starts_at is not None and spec.starts_at > now:
         return _("valid from %(day)s") % {"day": _day(spec.starts_at)}
     if spec.ends_at is not None and spec.ends_at <= now:
@@ -229,10 +227,10 @@ def _offer_reason(spec: OfferSpec, row: dict[str, Any], history: dict[str, Any],
         return _("its segment cannot be used: %(problem)s") % {"problem": spec.segment_problem}
     if spec.segment_name is not None and not row.get(spec.column):
         return _("not in segment %(segment)s") % {"segment": spec.segment_name}
-    accepted = history["accepted"].get(spec.id)
+    accepted = history.accepted.get(spec.id)
     if accepted is not None:
         return _("accepted on %(day)s: not offered again") % {"day": _day(accepted)}
-    rejected = history["rejected"].get(spec.id)
+    rejected = history.rejected.get(spec.id)
     if rejected is not None and spec.cooldown_days:
         until = rejected + dt.timedelta(days=spec.cooldown_days)
         if until > now:
@@ -241,12 +239,8 @@ def _offer_reason(spec: OfferSpec, row: dict[str, Any], history: dict[str, Any],
         # Counted in days: the decisions of one call (the console asks again after each answer) and
         # of one day count once, and an offer shown earlier today stays for the rest of the day.
         since = now.timestamp() - spec.presentation_days * DAY
-        days = {
-            timezone.localdate(dt.datetime.fromtimestamp(at, tz=dt.UTC))
-            for offer_id, at in row["shown"] or ()
-            if offer_id == spec.id and at >= since
-        }
-        if timezone.localdate(now) not in days and len(days) >= spec.max_presentations:
+        days = {day for at, day in history.shown.get(spec.id, ()) if at >= since}
+        if history.today not in days and len(days) >= spec.max_presentations:
             return ngettext(
                 "presented on %(n)d day in the last %(days)d days (at most %(max)d)",
                 "presented on %(n)d days in the last %(days)d days (at most %(max)d)",
@@ -262,7 +256,19 @@ def _offer_reason(spec: OfferSpec, row: dict[str, Any], history: dict[str, Any],
     return None
 
 
-def _history(row: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class History:
+    """The contact's answers and presentations, read once per decision for all offers."""
+
+    now: dt.datetime
+    today: dt.date  # in the project's time zone, as the days below
+    accepted: dict[int, dt.datetime]  # the latest accept per offer
+    rejected: dict[int, dt.datetime]  # the latest reject per offer
+    shown: dict[int, list[tuple[float, dt.date]]]  # per offer: when presented (epoch seconds) and that day
+
+
+def _history(row: dict[str, Any], now: dt.datetime) -> History:
+    zone = timezone.get_current_timezone()
     accepted: dict[int, dt.datetime] = {}
     rejected: dict[int, dt.datetime] = {}
     for offer_id, outcome, at in row["answered"] or ():
@@ -270,7 +276,10 @@ def _history(row: dict[str, Any]) -> dict[str, Any]:
         into = accepted if outcome == "accepted" else rejected
         if offer_id not in into or into[offer_id] < moment:
             into[offer_id] = moment
-    return {"accepted": accepted, "rejected": rejected}
+    shown: dict[int, list[tuple[float, dt.date]]] = {}
+    for offer_id, at in row["shown"] or ():
+        shown.setdefault(offer_id, []).append((at, dt.datetime.fromtimestamp(at, tz=zone).date()))
+    return History(now=now, today=now.astimezone(zone).date(), accepted=accepted, rejected=rejected, shown=shown)
 
 
 def _explain(spec: OfferSpec, propensity_basis: str, context_weight: float, channel: str) -> str:
@@ -288,7 +297,10 @@ def _explain(spec: OfferSpec, propensity_basis: str, context_weight: float, chan
     return "; ".join(parts)
 
 
-def _render_script(spec: OfferSpec, profile: dict[str, Any], products: Any, catalogue: Catalogue) -> dict[str, Any]:
+def _render_script(
+    spec: OfferSpec, profile: dict[str, Any], personal: dict[str, Any], catalogue: Catalogue
+) -> dict[str, Any]:
+    """`personal`: the contact's part of the context (`context_from_profile`), made once per decision."""
     version = version_for_language(
         spec.script_versions, language=profile["locale"], default_language=spec.script_default_language
     )
@@ -301,7 +313,7 @@ def _render_script(spec: OfferSpec, profile: dict[str, Any], products: Any, cata
         "code": spec.code,
         "valid_until": timezone.localdate(spec.ends_at) if spec.ends_at else None,
     }
-    context = context_from_profile(profile, offer=offer, campaign={"name": spec.campaign_name}, products=products)
+    context = {**personal, "offer": offer, "campaign": {"name": spec.campaign_name}}
     rendered = template_render(version=version, context=context, blocks=catalogue.blocks)
     return {
         "language": rendered.language,
@@ -382,11 +394,11 @@ def _decide(*, lookup: str, value: Any, channel: str, limit: int, agent: Any, no
 
     ranked: list[Ranked] = []
     left_out: list[LeftOut] = []
-    everyone = _contact_level_reason(row, catalogue, channel, now)
-    history = _history(row)
+    history = _history(row, now)
+    everyone = _contact_level_reason(row, history, catalogue, channel)
     hour = timezone.localtime(now).hour
     for spec in catalogue.offers:
-        reason = everyone or _offer_reason(spec, row, history, now)
+        reason = everyone or _offer_reason(spec, row, history)
         weight = _context_weight(spec, channel=channel, hour=hour) if reason is None else 0.0
         if reason is None and weight <= 0:
             reason = _("context weight 0 on %(channel)s at this hour") % {"channel": OfferChannel(channel).label}
@@ -399,7 +411,7 @@ def _decide(*, lookup: str, value: Any, channel: str, limit: int, agent: Any, no
     ranked.sort(key=lambda item: (-item.score, item.spec.id))
 
     chosen: list[Ranked] = []
-    products = Recommendations([profile["id"]]).of(profile["id"])
+    personal = context_from_profile(profile, products=Recommendations([profile["id"]]).of(profile["id"]))
     for position, item in enumerate(ranked, start=1):
         item.rank = position
         spec = item.spec
@@ -426,7 +438,7 @@ def _decide(*, lookup: str, value: Any, channel: str, limit: int, agent: Any, no
             )
             continue
         try:
-            item.script = _render_script(spec, profile, products, catalogue)
+            item.script = _render_script(spec, profile, personal, catalogue)
         except (RenderError, TemplateSourceError) as error:
             logger.warning("The script of offer %s could not be rendered for contact %s: %s", spec.id, row["id"], error)
             left_out.append(LeftOut(spec.id, spec.name, _("its script could not be rendered for this contact")))
