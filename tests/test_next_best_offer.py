@@ -344,8 +344,9 @@ def test_decisions_are_written_behind_the_answer_and_none_is_lost(settings, wait
         assert list(stored.items.values_list("offer_id", "rank", "presented")) == [(tuinset.pk, 1, True)]
 
     # The writer asleep for an hour: decisions wait in the queue.
+    usual = journal.WRITE_BEHIND_SECONDS
     monkeypatch.setattr(journal, "WRITE_BEHIND_SECONDS", 3600)
-    time.sleep(0.1)  # its current 20 ms wait ends; the next one is the long one
+    time.sleep(usual * 2.5)  # its current wait ends; the next one is the long one
     quick = decide(contacts[0])
     assert not OfferDecision.objects.filter(pk=quick.id).exists()
     # An answer to a decision still queued writes the queue first.
