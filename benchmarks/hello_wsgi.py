@@ -34,9 +34,12 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
+from dialoog.collector import collector_tune  # noqa: E402
+
 # This module is benchmarks.hello_wsgi from the root, or hello_wsgi with benchmarks/ on the path.
 settings.ROOT_URLCONF = __name__.rpartition(".")[0] + ".hello_urls" if "." in __name__ else "hello_urls"
 _django = get_wsgi_application()
+collector_tune()  # as dialoog/wsgi.py does in production
 if settings.DEBUG:
     raise RuntimeError("DEBUG is on: every query would be kept in memory; the benchmark needs it off")
 
