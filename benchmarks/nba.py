@@ -12,12 +12,14 @@ its own dynamic segment (a category bought in a window, a city, a score threshol
 recent purchase, a tier or a spend: one to three conditions each) and a mix of propensity sources,
 limits and a 10% holdout. One user in the Callcenter agent role asks, with its token.
 
-The project is served by gunicorn (`--workers` sync workers, production settings, DEBUG off:
-benchmarks/hello_wsgi.py, which adds `GET /bench/hello/`, a bare DRF view with the project's
-authentication and `IsAuthenticated`), in `--workers` (4) sync processes. The requests come from
-`--agents` (300) agents in turn, each with its own token, so each asks about once a second at 300
-a second; the per-user limit is served at `--agent-rate` (600 a minute, so that the closed loops
-stay under it) and counted on every request.
+The project is served by gunicorn (production settings, DEBUG off: benchmarks/hello_wsgi.py,
+which adds `GET /bench/hello/`, a bare DRF view with the project's authentication and
+`IsAuthenticated`), in `--workers` (2) processes of `--threads` (3) threads each (gthread, which
+keeps connections alive; `--threads 1` gives the sync worker, a connection per request). The
+requests come from `--agents` (300) agents in turn, each with its own token and its own keep-alive
+connections (as each agent's console has), so each asks about once a second at 300 a second; the
+per-user limit is served at `--agent-rate` (600 a minute, so that the closed loops stay under it)
+and counted on every request. The decisions of earlier runs are removed first (`journal_empty`).
 The load comes from benchmarks/openloop.py, in this process, on loopback. It prints one JSON line
 per figure, with the load average:
 
@@ -324,10 +326,23 @@ def contact_keys(sample: int, seed: int) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def journal_empty() -> None:
+    """Every run starts from the same history: the decisions (and any answers) of earlier runs are
+    removed, or each run would find the same contacts with more offers presented than the last."""
+    from django.db import connection
+
+    from campaigns.models import OfferDay, OfferDecision, OfferDecisionItem, OfferResponse
+
+    tables = ", ".join(model._meta.db_table for model in (OfferResponse, OfferDecisionItem, OfferDecision, OfferDay))
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE " + tables)
+
+
 def measure(arguments) -> None:
     from django.db import connection
     from openloop import gunicorn_serving, open_loop, saturate
 
+    journal_empty()
     keys = contact_keys(50_000, arguments.seed)
     log(f"load: {len(keys):,} random contacts to ask about")
     rng = random.Random(arguments.seed)
@@ -356,7 +371,7 @@ def measure(arguments) -> None:
         host,
         port,
     ):
-        common = {"host": host, "port": port, "headers": headers}
+        common = {"host": host, "port": port, "headers": headers, "clients": len(agents)}
         # Warm every worker's catalogue and connection, then measure: the closed loops first, then
         # the open loops from the lightest load to the heaviest (an overloaded server's backlog
         # would otherwise spill into the next figure), each after the server has gone quiet.
@@ -435,8 +450,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--agents", type=int, default=300, help="agents asking, each with its own token and limit")
     parser.add_argument("--agent-rate", default="600/min", help="the per-agent limit served (NEXT_BEST_OFFER_RATE)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn processes (4 sync did best here)")
-    parser.add_argument("--threads", type=int, default=1, help="more than 1: gthread workers, connections kept alive")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn processes (one per core did best here)")
+    parser.add_argument("--threads", type=int, default=3, help="more than 1: gthread workers, connections kept alive")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/dialoog_nbabench")
     parser.add_argument("--build-only", action="store_true", help="build the data and the offers, measure nothing")
     arguments = parser.parse_args()

@@ -68,6 +68,8 @@ SHM = Path("/dev/shm")  # noqa: S108
 __all__ = ["Result", "gunicorn_serving", "open_loop", "open_loop_async", "saturate", "saturate_async"]
 
 
+PER_CLIENT = 6  # connections a client keeps to one server at most, as browsers do
+
 # --- Results ----------------------------------------------------------------------------------
 
 
@@ -512,6 +514,27 @@ class _Pool:
             self.idle.pop().close()
 
 
+class _Clients:
+    """The pools of `clients` clients, each with its own keep-alive connections (at most `limit`, as
+    a browser keeps six per server): request i comes from client i % clients. One shared pool when
+    `clients` is None. Many clients spread their connections, and so the load, over a server's
+    processes as real users do; a few busy connections can all land on one process."""
+
+    def __init__(self, host: str, port: int, clients: int | None, limit: int) -> None:
+        self.pools = [_Pool(host, port, limit) for _ in range(clients or 1)]
+
+    def __call__(self, i: int) -> _Pool:
+        return self.pools[i % len(self.pools)]
+
+    @property
+    def opened(self) -> int:
+        return sum(pool.opened for pool in self.pools)
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+
 async def _fetch(pool: _Pool, request: bytes, on_send: Callable[[], None] | None = None) -> tuple[int, int]:
     """One request on a pooled connection: (status, body length). Tried once more on a fresh
     connection when a reused one turns out to have been closed by the server before answering."""
@@ -577,7 +600,7 @@ class _Recorder:
             self.started_s.append(started_s)
 
     def result(
-        self, *, mode: str, duration: float, pool: _Pool, cpu0: float, machine0: float | None, **extra: Any
+        self, *, mode: str, duration: float, pool: _Pool | _Clients, cpu0: float, machine0: float | None, **extra: Any
     ) -> Result:
         """What was recorded, as the Result of a run of `duration` seconds (open or closed loop)."""
         return Result(
@@ -640,6 +663,7 @@ async def open_loop_async(
     max_connections: int = 256,
     timeout: float = 5.0,
     warmup: float = 0.0,
+    clients: int | None = None,
 ) -> Result:
     """`open_loop` inside a running event loop."""
     _check_loopback(host)
@@ -655,10 +679,11 @@ async def open_loop_async(
             headers=headers,
             max_connections=max_connections,
             timeout=timeout,
+            clients=clients,
         )
     loop = asyncio.get_running_loop()
     header_block = _header_blocks(headers)
-    pool = _Pool(host, port, max_connections)
+    pools = _Clients(host, port, clients, PER_CLIENT if clients else max_connections)
     rec = _Recorder()
     total = max(1, round(rate * duration))
     interval = 1.0 / rate
@@ -672,7 +697,7 @@ async def open_loop_async(
 
         try:
             async with asyncio.timeout_at(scheduled + timeout):
-                status, received = await _fetch(pool, request, sent)
+                status, received = await _fetch(pools(i), request, sent)
         except Exception as exc:  # noqa: BLE001 - every failure is a figure
             rec.failed(exc, scheduled - t0, loop.time() - scheduled)
             return
@@ -700,11 +725,11 @@ async def open_loop_async(
         finally:
             for task in list(pending):
                 task.cancel()
-            pool.close()
+            pools.close()
     return rec.result(
         mode="open",
         duration=end - t0,
-        pool=pool,
+        pool=pools,
         cpu0=cpu0,
         machine0=machine0,
         rate=rate,
@@ -724,6 +749,7 @@ def open_loop(
     max_connections: int = 256,
     timeout: float = 5.0,
     warmup: float = 0.0,
+    clients: int | None = None,
 ) -> Result:
     """GETs at a constant arrival rate: request i (path `paths(i)`) is due at t0 + i / rate, sent
     then whether or not the earlier ones have answered, its latency measured from that due time.
@@ -731,6 +757,8 @@ def open_loop(
     `rate` requests per second for `duration` seconds (round(rate * duration) requests), each given
     `timeout` seconds from its due time (waiting for a connection included). `warmup` seconds at the
     same rate first, not counted. `headers` are sent with every request (Host is the client's).
+    `clients`: request i comes from client i % clients, each with its own connections (see
+    `_Clients`); None: one pool of at most `max_connections` for all.
     """
     return asyncio.run(
         open_loop_async(
@@ -743,6 +771,7 @@ def open_loop(
             max_connections=max_connections,
             timeout=timeout,
             warmup=warmup,
+            clients=clients,
         )
     )
 
@@ -760,6 +789,7 @@ async def saturate_async(
     headers: Mapping[str, str] | Callable[[int], Mapping[str, str]] | None,
     timeout: float = 5.0,
     warmup: float = 0.0,
+    clients: int | None = None,
 ) -> Result:
     """`saturate` inside a running event loop."""
     _check_loopback(host)
@@ -774,10 +804,11 @@ async def saturate_async(
             duration=warmup,
             headers=headers,
             timeout=timeout,
+            clients=clients,
         )
     loop = asyncio.get_running_loop()
     header_block = _header_blocks(headers)
-    pool = _Pool(host, port, concurrency)
+    pools = _Clients(host, port, clients, PER_CLIENT if clients else concurrency)
     rec = _Recorder()
     counter = 0
 
@@ -791,7 +822,7 @@ async def saturate_async(
             start = loop.time()
             try:
                 async with asyncio.timeout(timeout):
-                    status, received = await _fetch(pool, request)
+                    status, received = await _fetch(pools(i), request)
             except Exception as exc:  # noqa: BLE001 - every failure is a figure
                 rec.failed(exc, start - t0, loop.time() - start)
                 if _error_kind(exc) == "connect":
@@ -805,10 +836,10 @@ async def saturate_async(
         try:
             await asyncio.gather(*(worker(t0 + duration) for _ in range(concurrency)))
         finally:
-            pool.close()
+            pools.close()
         end = loop.time()
     return rec.result(
-        mode="closed", duration=end - t0, pool=pool, cpu0=cpu0, machine0=machine0, concurrency=concurrency
+        mode="closed", duration=end - t0, pool=pools, cpu0=cpu0, machine0=machine0, concurrency=concurrency
     )
 
 
@@ -822,10 +853,12 @@ def saturate(
     headers: Mapping[str, str] | Callable[[int], Mapping[str, str]] | None,
     timeout: float = 5.0,
     warmup: float = 0.0,
+    clients: int | None = None,
 ) -> Result:
     """Closed loop: `concurrency` workers, each sending its next GET as soon as its previous one
     answered, for `duration` seconds (those in flight then finish). `Result.throughput` is 2xx
     answers per second; latencies run from send to answer. `warmup` seconds first, not counted.
+    `clients`: request i comes from client i % clients over its own connections (`_Clients`).
     """
     return asyncio.run(
         saturate_async(
@@ -837,6 +870,7 @@ def saturate(
             headers=headers,
             timeout=timeout,
             warmup=warmup,
+            clients=clients,
         )
     )
 
