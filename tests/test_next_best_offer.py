@@ -3,6 +3,7 @@ holdout, and the answers flowing back."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from decimal import Decimal
@@ -324,6 +325,23 @@ def test_an_old_catalogue_is_refreshed_in_a_thread_while_decisions_go_on(setting
     assert decide(contact).offers[0].score == pytest.approx(20)  # the old one, while the new one is built
     wait_until(lambda: catalogue.offer_catalogue().compiled_at > first.compiled_at and not catalogue._refreshing)
     assert decide(contact).offers[0].score == pytest.approx(40)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_catalogue_compiled_on_an_earlier_day_is_compiled_again():
+    """"Today" and "the last 90 days" count from when the catalogue was compiled: a new day compiles
+    it again, though nothing changed."""
+    from campaigns.offers import catalogue
+
+    offer(name="Tuinset")
+    first = catalogue.offer_catalogue()
+    catalogue._current = dataclasses.replace(first, compiled_on=first.compiled_on - dt.timedelta(days=1))
+    catalogue._refresh(catalogue._generation)
+    assert catalogue.offer_catalogue().compiled_at > first.compiled_at
+
+    again = catalogue.offer_catalogue()
+    catalogue._refresh(catalogue._generation)  # the same day, nothing changed: kept
+    assert catalogue.offer_catalogue().compiled_at == again.compiled_at
 
 
 @pytest.mark.django_db(transaction=True)

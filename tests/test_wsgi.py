@@ -16,7 +16,7 @@ def test_loading_the_wsgi_application_freezes_what_loading_made_and_tunes_the_co
         "'app': type(application).__name__}))"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dialoog.settings.test"}
-    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+    done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True
     )
     seen = json.loads(done.stdout.strip().splitlines()[-1])
