@@ -329,7 +329,7 @@ def test_an_old_catalogue_is_refreshed_in_a_thread_while_decisions_go_on(setting
 
 @pytest.mark.django_db(transaction=True)
 def test_a_catalogue_compiled_on_an_earlier_day_is_compiled_again():
-    """"Today" and "the last 90 days" count from when the catalogue was compiled: a new day compiles
+    """ "Today" and "the last 90 days" count from when the catalogue was compiled: a new day compiles
     it again, though nothing changed."""
     from campaigns.offers import catalogue
 
