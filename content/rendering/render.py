@@ -17,8 +17,6 @@ the marketeer; no exception of the template's making escapes as anything else.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +40,7 @@ from content.rendering.environment import (
     structure_problems,
 )
 from content.rendering.errors import Problem, RenderError, TemplateSecurityError, TemplateSourceError
+from dialoog.caching import LRU
 
 CACHE_SIZE = 512
 
@@ -60,31 +59,6 @@ class CompiledTemplate:
 class Built:
     template: Template
     references: list[tuple[str, int]]
-
-
-class LRU:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[Hashable, Any] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self.lock:
-            value = self.items.get(key)
-            if value is not None:
-                self.items.move_to_end(key)
-            return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
 
 
 TEMPLATES = LRU(CACHE_SIZE)

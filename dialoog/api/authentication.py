@@ -16,9 +16,7 @@ permission cache) does not outlive the request.
 from __future__ import annotations
 
 import copy
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
@@ -29,21 +27,17 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
+from dialoog.caching import LRU
+
 MISSING = object()
 
 
 class Remembered:
     """Values kept in this process for settings.API_AUTH_CACHE_SECONDS, at most `size` of them
-    (the least recently stored dropped first). Safe to share between a process's threads."""
+    (the least recently used dropped first)."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._values: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def seconds() -> float:
-        return float(getattr(settings, "API_AUTH_CACHE_SECONDS", 60))
+        self._values = LRU(size)
 
     def get(self, key: Hashable) -> Any:
         found = self._values.get(key)
@@ -52,18 +46,12 @@ class Remembered:
         return found[1]
 
     def put(self, key: Hashable, value: Any) -> None:
-        seconds = self.seconds()
-        if seconds <= 0:
-            return
-        with self._lock:
-            self._values[key] = (time.monotonic() + seconds, value)
-            self._values.move_to_end(key)
-            while len(self._values) > self.size:
-                self._values.popitem(last=False)
+        seconds = float(getattr(settings, "API_AUTH_CACHE_SECONDS", 60))
+        if seconds > 0:
+            self._values.put(key, (time.monotonic() + seconds, value))
 
     def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
+        self._values.clear()
 
 
 _tokens = Remembered()  # token key -> (user, token)
