@@ -20,7 +20,7 @@ class DialoogConfig(AppConfig):
 
     def ready(self) -> None:
         from dialoog import lookups  # noqa: F401 - registers field__any
-        from dialoog.api.authentication import connect_forgetting
+        from dialoog.authentication import connect_forgetting
 
         connect_forgetting()  # a token, user or role changed: the remembered answers are forgotten
 

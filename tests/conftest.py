@@ -219,7 +219,7 @@ def wait_until():
 @pytest.fixture(autouse=True)
 def _fresh_auth_memory():
     """Every test starts with no token or permission remembered from an earlier one."""
-    from dialoog.api.authentication import forget_all
+    from dialoog.authentication import forget_all
 
     forget_all()
     yield

@@ -1,4 +1,4 @@
-"""Tokens and permissions remembered per process for a minute (dialoog/api/authentication.py):
+"""Tokens and permissions remembered per process for a minute (dialoog/authentication.py):
 fewer queries per request, and a revoked token, a deactivated user or a role taken away still
 refused at once in the process where it changed."""
 
@@ -10,8 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 
-from dialoog import roles
-from dialoog.api import authentication
+from dialoog import authentication, roles
 from tests.offer_helpers import caller, live_campaign, offer
 
 pytestmark = pytest.mark.django_db

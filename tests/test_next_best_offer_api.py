@@ -161,6 +161,19 @@ def test_the_decision_endpoint_is_rate_limited_per_user(agent_api, monkeypatch):
     assert OfferDecision.objects.count() == 2
 
 
+def test_the_limit_still_counts_beside_many_other_agents_histories(agent_api, monkeypatch):
+    """The default local-memory cache holds every agent's history: at Django's 300 entries, 300
+    agents pushed each other's out and nobody was ever limited."""
+    monkeypatch.setattr(NextBestOfferThrottle, "THROTTLE_RATES", {"next_best_offer": "2/min"})
+    contact = caller()
+    assert agent_api.get(url(contact)).status_code == 200
+    assert agent_api.get(url(contact)).status_code == 200
+    for other in range(1_000):  # as many other agents asking in the same minute
+        cache.set(f"throttle_next_best_offer_{10_000_000 + other}", [1.0], 60)
+
+    assert agent_api.get(url(contact)).status_code == 429
+
+
 def answer(client, decision, offer_id, outcome="accepted", request_id=None, **extra):
     body = {
         "decision": decision,

@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -21,6 +20,7 @@ from audiences.imports.mapping import MappingError, Plan, build_plan, guess_mapp
 from audiences.imports.pipeline import ImportTakenOver, Progress, merge, stage
 from audiences.imports.reading import FileUnreadable, Table, open_table
 from audiences.models import Identity, Import
+from dialoog.database import server_bound_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def _store_content(pk: int, content: bytes) -> None:
     """Store the file, compressed with LZ4 where the server has it: PostgreSQL's default (pglz)
     takes seconds over a 90 MB file. A setting of this transaction only; the column and its data
     stay readable either way."""
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(
             "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings"
             " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
@@ -117,8 +116,7 @@ def _store_content(pk: int, content: bytes) -> None:
 
 
 def _read_content(pk: int) -> bytes:
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute("SELECT content FROM audiences_import WHERE id = %s", [pk], binary=True)
         return bytes(cursor.fetchone()[0])
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from campaigns.models import OfferDecision, OfferDecisionItem
+from dialoog.database import server_bound_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +105,10 @@ def decisions_write(records: list[DecisionRecord]) -> None:
         *([item[index] for _record, item in items] for index in range(1, 10)),
         [record.created_at for record, _item in items],
     ]
-    connection.ensure_connection()
     # Bound by the server, the arrays sent in binary: Django's cursor binds on the client and
     # quoted every reason and explanation in Python (a regular expression per string), about a
-    # tenth of a busy process's time. Same connection and transaction as Django's.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    # tenth of a busy process's time.
+    with server_bound_cursor() as cursor:
         cursor.execute(sql, params)
 
 

@@ -111,6 +111,10 @@ SEGMENT_WORK_MEM = env.str("SEGMENT_WORK_MEM", default="64MB")
 
 # --- Passwords ----------------------------------------------------------------------------
 
+# Django's own backend, with each user's permissions remembered per process for
+# API_AUTH_CACHE_SECONDS (dialoog/authentication.py).
+AUTHENTICATION_BACKENDS = ["dialoog.authentication.RememberingModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -299,7 +303,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with WWW-Authenticate: Token.
         # DRF's own, with the token's user remembered for API_AUTH_CACHE_SECONDS per process.
-        "dialoog.api.authentication.CachedTokenAuthentication",
+        "dialoog.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["dialoog.api.permissions.ModelPermissions"],
@@ -316,7 +320,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"next_best_offer": env.str("NEXT_BEST_OFFER_RATE", default="120/min")},
 }
 
-# How long a process remembers a token's user and a user's permission checks (dialoog/api/
+# How long a process remembers a token's user and a user's permissions (dialoog/
 # authentication.py): a token revoked or a role taken away in another process applies within this
 # many seconds (at once in the process that made the change). 0 remembers nothing.
 API_AUTH_CACHE_SECONDS = env.int("API_AUTH_CACHE_SECONDS", default=60)
