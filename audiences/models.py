@@ -282,6 +282,21 @@ class Score(models.Model):
     name = models.SlugField(_("name"), max_length=64)
     value = models.FloatField(_("value"))
     computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
+    model = models.ForeignKey(
+        "PredictionModel",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # never filtered on; a score is found by contact and name
+        verbose_name=_("model"),
+        help_text=_("The model (and so its version) that computed it; empty for a score loaded from elsewhere."),
+    )
+    from_prior = models.BooleanField(
+        _("from the prior"),
+        default=False,
+        help_text=_("The contact had no events to go on: the score is the average the model learned, not their own."),
+    )
 
     class Meta:
         verbose_name = _("score")
@@ -294,6 +309,68 @@ class Score(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.value:g}"
+
+
+class PredictionModel(models.Model):
+    """A trained model that writes one score on every profile: churn risk or lifetime value.
+
+    Each training makes a new version with what a data scientist needs to trust it: the
+    features, the periods it learned from and was checked on, and its figures on that later,
+    held-out period. Scores are only written by the active version of a kind; activating one
+    is a person's decision (`prediction_model_activate`)."""
+
+    class Kind(models.TextChoices):
+        CHURN = "churn", _("Churn risk")
+        LIFETIME_VALUE = "lifetime_value", _("Lifetime value")
+
+    class Status(models.TextChoices):
+        TRAINED = "trained", _("Trained, not in use")
+        ACTIVE = "active", _("Active: writes the scores")
+        RETIRED = "retired", _("Retired")
+
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    version = models.PositiveIntegerField(_("version"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.TRAINED)
+    algorithm = models.CharField(_("algorithm"), max_length=200)
+    features = models.JSONField(_("features"), default=list, help_text=_("The features it reads, in order."))
+    horizon_days = models.PositiveIntegerField(
+        _("horizon (days)"), help_text=_("Churn: no purchase in this many days. Lifetime value: revenue over them.")
+    )
+    trained_until = models.DateTimeField(
+        _("learned from data before"), help_text=_("Features before this moment, the outcome after it.")
+    )
+    evaluated_until = models.DateTimeField(
+        _("checked on data before"),
+        help_text=_("The held-out period: features before it, the outcome in the horizon after it."),
+    )
+    training_rows = models.PositiveIntegerField(_("contacts learned from"))
+    evaluation_rows = models.PositiveIntegerField(_("contacts checked on"))
+    metrics = models.JSONField(_("figures on the held-out period"), default=dict)
+    prior = models.FloatField(_("prior"), help_text=_("The score of a contact with no events at all."))
+    artifact = models.BinaryField(_("trained model"), editable=False)
+    notes = models.JSONField(_("notes"), default=list, blank=True)
+    created_at = models.DateTimeField(_("trained at"), auto_now_add=True)
+    trained_by = models.CharField(_("trained by"), max_length=150, blank=True)
+    activated_at = models.DateTimeField(_("activated at"), null=True, blank=True)
+    activated_by = models.CharField(_("activated by"), max_length=150, blank=True)
+    scored_at = models.DateTimeField(_("last scored at"), null=True, blank=True)
+    scored_rows = models.PositiveIntegerField(_("contacts scored"), default=0)
+
+    class Meta:
+        verbose_name = _("prediction model")
+        verbose_name_plural = _("prediction models")
+        ordering = ["kind", "-version"]
+        permissions = [("activate_predictionmodel", _("Can activate a prediction model"))]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "version"], name="prediction_model_version_once"),
+            # The scores of a kind come from one model at a time.
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(status="active"), name="prediction_model_one_active_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} v{self.version}"
 
 
 class Product(models.Model):
@@ -326,13 +403,19 @@ class Product(models.Model):
 
 
 class ProductAffinity(models.Model):
-    """How often `related` is in the same order as `product`: the share of `product`'s orders
-    that also hold `related` (bought together)."""
+    """How strongly `related` goes with `product` in one order ("bought this, also bought"):
+
+    - support: the share of all orders that hold both;
+    - confidence: the share of `product`'s orders that also hold `related`;
+    - lift: confidence divided by the share of all orders that hold `related`; above 1, the pair
+      is bought together more often than chance would have it."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="affinities", db_index=False)
     related = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
     together = models.PositiveIntegerField(_("orders together"))
-    score = models.FloatField(_("score"))
+    support = models.FloatField(_("support"), default=0.0)
+    confidence = models.FloatField(_("confidence"))
+    lift = models.FloatField(_("lift"), default=1.0)
 
     class Meta:
         verbose_name = _("product affinity")

@@ -37,6 +37,8 @@ ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         *[(app, EVERYTHING, READ) for app in OUR_APPS],
         ("audiences", "contact", ("browse",)),
         ("django_celery_beat", EVERYTHING, READ),
+        # Analysts (the data scientists) decide which trained churn or lifetime-value model writes the scores.
+        ("audiences", "predictionmodel", ("activate",)),
     ],
     CALLCENTER_AGENT: [
         # Reads the customer (looked up by an identity: listing every contact is not theirs), the
@@ -53,6 +55,7 @@ ROLES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         (EVERYTHING, EVERYTHING, ALL_ACTIONS),
         ("audiences", "contact", ("browse",)),
         ("campaigns", "offerdecision", ("use",)),
+        ("audiences", "predictionmodel", ("activate",)),
     ],
 }
 

@@ -323,7 +323,7 @@ def test_products_are_bought_together_in_one_order(db):
     assert len(with_cover) / len(barbecue_orders) > 0.4
     assert sum(len(lines) > 1 for lines in orders.values()) / len(orders) > 0.15
     # The demo's recommendations know it: a barbecue's first related product is its cover.
-    affinities = ProductAffinity.objects.filter(product__name="Gasbarbecue").order_by("-score")
+    affinities = ProductAffinity.objects.filter(product__name="Gasbarbecue").order_by("-confidence")
     assert affinities.values_list("related__name", flat=True).first() == "Barbecuehoes"
 
 

@@ -22,12 +22,12 @@ class ProductAdmin(RecordAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("bought with it"))
     def bought_with(self, obj: Product) -> str:
-        pairs = obj.affinities.select_related("related").order_by("-score", "related__name")[:10]
+        pairs = obj.affinities.select_related("related").order_by("-confidence", "related__name")[:10]
         return format_html_join(
             "",
             "<div>{} <span class='help'>({})</span></div>",
             (
-                (pair.related.name, gettext("in %(share)s%% of its orders") % {"share": round(pair.score * 100)})
+                (pair.related.name, gettext("in %(share)s%% of its orders") % {"share": round(pair.confidence * 100)})
                 for pair in pairs
             ),
         ) or gettext("Nothing yet.")

@@ -65,13 +65,18 @@ PRODUCTS_SQL = """
 """
 
 AFFINITY_SQL = """
-    INSERT INTO {affinity} (product_id, related_id, together, score)
-    SELECT p.id, r.id, count(*), count(*)::float / p.orders
+    WITH total AS (SELECT count(DISTINCT order_id)::float AS orders FROM product_lines)
+    INSERT INTO {affinity} (product_id, related_id, together, support, confidence, lift)
+    SELECT p.id, r.id, count(*),
+           count(*) / total.orders,
+           count(*)::float / p.orders,
+           (count(*)::float / p.orders) / (r.orders / total.orders)
     FROM (SELECT DISTINCT order_id, product FROM product_lines) a
     JOIN (SELECT DISTINCT order_id, product FROM product_lines) b ON b.order_id = a.order_id AND b.product <> a.product
     JOIN {product} p ON p.name = a.product
     JOIN {product} r ON r.name = b.product
-    GROUP BY p.id, r.id, p.orders
+    CROSS JOIN total
+    GROUP BY p.id, r.id, p.orders, r.orders, total.orders
 """
 
 
@@ -104,7 +109,7 @@ RECOMMENDED_SQL = """
         JOIN {product} p ON p.name = e.properties ->> 'product'
         WHERE e.contact_id = ANY(%s) AND e.type = %s
     ), related AS (
-        SELECT b.contact_id, a.related_id AS product_id, sum(a.score) AS score
+        SELECT b.contact_id, a.related_id AS product_id, sum(a.confidence) AS score
         FROM bought b
         JOIN {affinity} a ON a.product_id = b.product_id
         WHERE NOT EXISTS (SELECT 1 FROM bought o WHERE o.contact_id = b.contact_id AND o.product_id = a.related_id)
