@@ -4,8 +4,9 @@ import logging
 
 from celery import shared_task
 
+from audiences.insights.predictions import FeatureMismatch, NotEnoughData, prediction_model_train, scores_refresh
 from audiences.insights.products import products_refresh
-from audiences.models import Import
+from audiences.models import Import, PredictionModel
 from audiences.services.imports import STALE_AFTER, ImportRunning, import_run
 
 logger = logging.getLogger(__name__)
@@ -37,3 +38,42 @@ def products_refresh_task() -> dict:
     result = products_refresh()
     logger.info("Products refreshed: %s products sold, %s pairs bought together", result.products, result.pairs)
     return {"products": result.products, "pairs": result.pairs}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prediction_models_train_task(kinds: list[str] | None = None) -> dict:
+    """Every week (django-celery-beat): a new version of each model, trained and checked on the
+    latest data, waiting in the admin to be activated. Too little data is logged, not retried: the
+    active model stays in use. Safe to run twice: it adds a version, which is activated or not by a person."""
+    trained = {}
+    for kind in kinds or PredictionModel.Kind.values:
+        try:
+            model = prediction_model_train(kind=kind)
+        except NotEnoughData as error:
+            logger.warning("No new %s model: %s", kind, error)
+            trained[kind] = str(error)
+            continue
+        logger.info("Trained %s: %s", model, model.metrics)
+        trained[kind] = f"{model} trained"
+    return trained
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def scores_refresh_task() -> dict:
+    """Every night (django-celery-beat): every contact scored by each active model. Safe to run twice:
+    each run rewrites the scores of a kind in one transaction."""
+    try:
+        done = scores_refresh()
+    except FeatureMismatch as error:
+        # Nothing was written: yesterday's scores stay, and the error shows in the worker's log.
+        logger.error("Scores not refreshed: %s", error)
+        return {"error": str(error)}
+    for scored in done:
+        logger.info(
+            "%s scored %s contacts (%s from the prior) in %.1f s",
+            scored.model,
+            scored.contacts,
+            scored.from_prior,
+            scored.seconds,
+        )
+    return {scored.model.kind: scored.contacts for scored in done}

@@ -205,6 +205,8 @@ def _train_lifetime(periods: _Periods, *, user: Any, seed: int) -> PredictionMod
         candidates["bg_nbd"] = lifetime_bgnbd_fit(check, horizon_days=periods.horizon_days, prior=prior)
     except FitFailed as error:
         periods.notes.append(f"BG/NBD with Gamma-Gamma not used: {error}.")
+    # The features left out concern the regression; BG/NBD reads purchase counts, days and revenue only.
+    periods.notes = [f"Regression: {note}" if note.startswith("Feature") else note for note in periods.notes]
     predicted = {name: scorer.predict(check) for name, scorer in candidates.items()}
     errors = {name: mean_absolute_error(values, spent_later) for name, values in predicted.items()}
     chosen = min(errors, key=errors.__getitem__)
