@@ -1,3 +1,3 @@
 """The audiences admin, one module per subject: contacts, segments, imports."""
 
-from audiences.admin import contacts, imports, products, segments  # noqa: F401 - registers the model admins
+from audiences.admin import contacts, imports, predictions, products, segments  # noqa: F401 - registers the model admins

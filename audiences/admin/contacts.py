@@ -16,12 +16,23 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from audiences.identities import InvalidIdentity, normalise_identity
-from audiences.models import Channel, Consent, ConsentChange, Contact, ContactMerge, Event, Identity, PrivacyRequest
+from audiences.models import (
+    Channel,
+    Consent,
+    ConsentChange,
+    Contact,
+    ContactMerge,
+    Event,
+    Identity,
+    PrivacyRequest,
+    Score,
+)
 from audiences.selectors.contacts import contact_segments
 from audiences.services.contacts import contact_erase, contact_export, contact_merge, contact_unmerge
 from dialoog.admin_site import RecordAdminMixin
@@ -87,6 +98,7 @@ class ContactAdmin(admin.ModelAdmin):
     readonly_fields = [
         "contact_key",
         "current_consents",
+        "insights",
         "segments",
         "event_timeline",
         "merges",
@@ -97,6 +109,7 @@ class ContactAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["contact_key", ("first_name", "last_name"), ("locale", "timezone"), "attributes"]}),
         (_("Consent"), {"fields": ["current_consents"]}),
+        (_("Insights"), {"fields": ["insights"]}),
         (_("Segments"), {"fields": ["segments"]}),
         (_("Events"), {"fields": ["event_timeline"]}),
         (_("Merges"), {"fields": ["merges"]}),
@@ -158,6 +171,26 @@ class ContactAdmin(admin.ModelAdmin):
         return format_html(
             "<table class='dialoog-compact'>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    @admin.display(description=_("scores"))
+    def insights(self, contact):
+        """The profile's scores (churn risk, lifetime value, and any loaded from elsewhere), each
+        with the model version that computed it and when; a score from the prior says so."""
+        if contact.pk is None:
+            return self.get_empty_value_display()
+        scores = Score.objects.filter(contact=contact).select_related("model").order_by("name")
+        if not scores:
+            return _("No scores yet: they are computed every night by the active models.")
+        rows = []
+        for score in scores:
+            value = number_format(score.value, 2) if score.name == "lifetime_value" else number_format(score.value, 3)
+            origin = str(score.model) if score.model else _("loaded")
+            note = _("no events: the average the model learned") if score.from_prior else ""
+            rows.append((score.name, value, f"{origin}, {score.computed_at:%d-%m-%Y %H:%M}", note))
+        return format_html(
+            "<table class='dialoog-compact'>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
         )
 
     @admin.display(description=_("segments"))

@@ -229,7 +229,8 @@ def _train_lifetime(periods: _Periods, *, user: Any, seed: int) -> PredictionMod
 # --- Activation ---------------------------------------------------------------------------------
 
 
-def _better(model: PredictionModel, than: PredictionModel) -> bool:
+def better_than(model: PredictionModel, than: PredictionModel) -> bool:
+    """Whether `model` did at least as well on its held-out period as `than`."""
     if model.kind == Kind.CHURN:
         return model.metrics.get("auc", 0) >= than.metrics.get("auc", 0)
     return model.metrics.get("mae", float("inf")) <= than.metrics.get("mae", float("inf"))
@@ -271,7 +272,7 @@ def prediction_model_activate(
             .exclude(pk=model.pk)
             .first()
         )
-        if active and not confirm_worse and not _better(model, active):
+        if active and not confirm_worse and not better_than(model, active):
             figure = "AUC" if model.kind == Kind.CHURN else "MAE"
             key = "auc" if model.kind == Kind.CHURN else "mae"
             raise WorseThanActive(
@@ -335,6 +336,8 @@ def _write(model: PredictionModel, ids: np.ndarray, values: np.ndarray, prior: n
     """Every contact's score of this kind in one transaction: readers see the old ones or the new."""
     table = Score._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
+        # Dropped at commit; inside an outer transaction (a test's) an earlier run's may still be there.
+        cursor.execute("DROP TABLE IF EXISTS scored")
         cursor.execute("CREATE TEMP TABLE scored (contact_id int8, value float8, from_prior bool) ON COMMIT DROP")
         with cursor.copy("COPY scored (contact_id, value, from_prior) FROM STDIN (FORMAT BINARY)") as copy:
             payload = io.BytesIO(_binary_copy(ids, values, prior))
