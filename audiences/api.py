@@ -1,22 +1,28 @@
-"""The customer picture over HTTP: contacts (upsert, profile, lookups, consents, GDPR),
-merges, and events in."""
+"""The customer picture over HTTP: contacts (upsert, profile, lookups, consents, GDPR, the
+products to recommend), merges, and events in."""
 
 from __future__ import annotations
 
 from zoneinfo import available_timezones
 
 from django.db.models import OuterRef, Prefetch, Subquery
-from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from audiences.identities import InvalidIdentity, normalise_identity
+from audiences.insights.products import products_recommended
 from audiences.models import Channel, Consent, ConsentChange, Contact, ContactMerge, Event, Identity
 from audiences.services.consents import consent_record
 from audiences.services.contacts import (
@@ -30,11 +36,13 @@ from audiences.services.contacts import (
 )
 from audiences.services.events import MAX_BATCH, EventIn, event_ingest
 from audiences.values import json_value_problem
-from dialoog.api.errors import flatten_errors
+from dialoog.api.errors import ErrorResponseSerializer, flatten_errors
 from dialoog.api.permissions import ActionPermissionsMixin
 
 RECENT_EVENTS = 20
 UNKNOWN = "unknown"
+RECOMMENDATIONS_DEFAULT = 5
+RECOMMENDATIONS_MAX = 20
 
 
 # Output ------------------------------------------------------------------------------------
@@ -94,6 +102,43 @@ class ContactSerializer(serializers.ModelSerializer):
 
     def get_scores(self, contact) -> dict[str, float]:
         return {score.name: score.value for score in contact.scores.all()}
+
+
+class RecommendedProductSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    category = serializers.CharField()
+    price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, allow_null=True, help_text="The median price per item, in euro."
+    )
+    url = serializers.CharField(help_text="The product's page in the shop; empty when the shop never sent one.")
+    image_url = serializers.CharField(help_text="The product's image; empty when the shop never sent one.")
+    reason = serializers.CharField(
+        help_text='Why it is recommended, in the user\'s language: "bought with Gasbarbecue" or '
+        '"best seller in category Barbecues".'
+    )
+
+
+class ContactRecommendationsSerializer(serializers.Serializer):
+    contact_key = serializers.UUIDField()
+    recommendations = RecommendedProductSerializer(
+        many=True, help_text="Best first; empty for a contact who never bought."
+    )
+
+
+def recommendation_data(product: dict) -> dict:
+    """A recommended product as the API shows it: the template context's item, with the reason in words."""
+    if product["bought_with"]:
+        reason = _("bought with %(product)s") % {"product": product["bought_with"]}
+    else:
+        reason = _("best seller in category %(category)s") % {"category": product["category"]}
+    return {
+        "name": product["name"],
+        "category": product["category"],
+        "price": product["price"],
+        "url": product["url"],
+        "image_url": product["image_url"],
+        "reason": reason,
+    }
 
 
 def profile_queryset():
@@ -176,6 +221,15 @@ class ContactUpsertSerializer(serializers.Serializer):
         return value
 
 
+class RecommendationsQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=RECOMMENDATIONS_MAX,
+        default=RECOMMENDATIONS_DEFAULT,
+        help_text=f"How many products, 1 to {RECOMMENDATIONS_MAX}; default {RECOMMENDATIONS_DEFAULT}.",
+    )
+
+
 class EventInSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=Event.Type.choices)
     occurred_at = serializers.DateTimeField()
@@ -238,7 +292,7 @@ class ContactPagination(CursorPagination):
 def _contact_or_404(key) -> Contact:
     contact = contact_by_key(contact_key=key)
     if contact is None or contact.erased_at:
-        raise Http404
+        raise NotFound(_("No contact has the key %(key)s.") % {"key": key})
     return contact
 
 
@@ -262,6 +316,8 @@ class ContactViewSet(ActionPermissionsMixin, mixins.ListModelMixin, mixins.Retri
         "export": ("audiences.view_contact", "audiences.change_contact"),
         "erase": ("audiences.delete_contact",),
         "merge": ("audiences.change_contact",),
+        # Whoever may read a contact may read what to recommend to them, as with the profile.
+        "recommendations": ("audiences.view_contact",),
     }
 
     def get_queryset(self):
@@ -338,6 +394,33 @@ class ContactViewSet(ActionPermissionsMixin, mixins.ListModelMixin, mixins.Retri
     def export(self, request, contact_key=None):
         """Everything Dialoog holds about this contact (GDPR access request); logged."""
         return Response(contact_export(contact=_contact_or_404(contact_key), user=request.user))
+
+    @extend_schema(
+        parameters=[RecommendationsQuerySerializer],
+        responses={
+            200: ContactRecommendationsSerializer,
+            400: OpenApiResponse(
+                ErrorResponseSerializer,
+                description=f"`limit` is not a whole number from 1 to {RECOMMENDATIONS_MAX}: the error names it.",
+            ),
+            404: OpenApiResponse(ErrorResponseSerializer, description="No contact has this key, or it was erased."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def recommendations(self, request, contact_key=None):
+        """The products to recommend to this contact, best first ("customers who bought this also
+        bought"), each with the reason: bought with one of the contact's products, or a best seller of
+        a category the contact bought in. Empty for a contact who never bought anything. The same list
+        as `recommendations` in a template; the pairs are refreshed every night."""
+        query = RecommendationsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        contact = _contact_or_404(contact_key)
+        found = products_recommended(contact_ids=[contact.pk], limit=query.validated_data["limit"])
+        data = {
+            "contact_key": contact.contact_key,
+            "recommendations": [recommendation_data(product) for product in found.get(contact.pk, [])],
+        }
+        return Response(ContactRecommendationsSerializer(data).data)
 
     @extend_schema(
         request=None,

@@ -139,8 +139,8 @@ def contact_links(contact_key: object) -> dict[str, str]:
 
 class Recommendations:
     """The product recommendations of a batch of contacts, read for the whole batch in one go the
-    first time a template asks for any one contact's `products`: a batch whose templates never
-    show products reads nothing."""
+    first time a template asks for any one contact's `recommendations` (or `products`, the same
+    list): a batch whose templates never show products reads nothing."""
 
     def __init__(self, contact_ids: Iterable[int]) -> None:
         self.contact_ids = list(contact_ids)
@@ -156,7 +156,7 @@ class Recommendations:
 
 
 class RecommendedProducts(Sequence[Mapping[str, Any]]):
-    """One contact's `products` in the context: a list to the template, read when first used."""
+    """One contact's `recommendations` in the context: a list to the template, read when first used."""
 
     __slots__ = ("_contact_id", "_items", "_recommendations")
 
@@ -190,6 +190,10 @@ def context_from_profile(
     campaign: Mapping[str, Any] | None = None,
     products: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """A contact's context from its profile. `products` are the contact's recommended products: the
+    context holds them as `recommendations`, the documented name, and as `products`, the name
+    templates written before used, one and the same list."""
+    recommendations = products if products is not None else []
     return {
         "contact": {
             "first_name": profile["first_name"],
@@ -200,7 +204,8 @@ def context_from_profile(
             "attributes": profile["attributes"] or {},
             "scores": profile["scores"],
         },
-        "products": products if products is not None else [],
+        "recommendations": recommendations,
+        "products": recommendations,
         "offer": dict(offer or {}),
         "campaign": dict(campaign or {}),
         "links": contact_links(profile["contact_key"]),
@@ -214,8 +219,9 @@ def contact_contexts(
     campaign: Mapping[str, Any] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """The personalisation context of each contact, by id, in two queries for the whole batch, and
-    two more when a template shows the recommended `products` (`audiences.insights.products`; a
-    contact without any gets none, and templates fall back with `{% for product in products %}…{% else %}`).
+    two more when a template shows the `recommendations` (`audiences.insights.products`; a contact
+    without any gets none, and templates fall back with
+    `{% for product in recommendations %}…{% else %}`). `products` is the same list, by its older name.
     """
     profiles = contact_profiles(contact_ids=contact_ids)
     recommendations = Recommendations(profiles)

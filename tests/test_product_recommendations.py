@@ -1,5 +1,5 @@
 """Product recommendations: what is bought together, from the purchase events, in a template's
-`products` for each contact of a batch."""
+`recommendations` (and `products`, its older name) for each contact of a batch."""
 
 import datetime as dt
 from decimal import Decimal
@@ -10,8 +10,10 @@ from django.utils import timezone
 from audiences.insights.products import products_recommended, products_refresh
 from audiences.models import Event, Product, ProductAffinity
 from campaigns.channels import locmem
-from campaigns.models import Delivery
-from content.selectors import contact_contexts
+from campaigns.models import Campaign, Delivery
+from content.rendering.checks import check_template
+from content.rendering.render import compile_template, render
+from content.selectors import contact_context, contact_contexts
 from tests.campaign_helpers import activated, campaign_for, customer, message_with, send_everything
 from tests.factories import ContactFactory
 
@@ -53,13 +55,17 @@ def test_the_refresh_knows_each_product_its_median_price_per_item_and_what_is_bo
     assert (cover.category, cover.price, cover.buyers, cover.orders) == ("Barbecues", Decimal("39.00"), 3, 3)
     assert Product.objects.get(name="Gasbarbecue").price == Decimal("549.00")
     pairs = {
-        (pair.product.name, pair.related.name): (pair.together, pair.score)
+        (pair.product.name, pair.related.name): (pair.together, pair.confidence)
         for pair in ProductAffinity.objects.select_related("product", "related")
     }
     assert pairs[("Gasbarbecue", "Barbecuehoes")] == (3, 0.75)  # three of its four orders
     assert pairs[("Gasbarbecue", "Grillborstel")] == (1, 0.25)
     assert pairs[("Barbecuehoes", "Gasbarbecue")] == (3, 1.0)
     assert not any("Loungeset" in pair for pair in pairs)  # bought alone
+    # Six orders: the cover is in three of them (half), and in three of the barbecue's four.
+    cover = ProductAffinity.objects.get(product__name="Gasbarbecue", related__name="Barbecuehoes")
+    assert cover.support == pytest.approx(3 / 6)
+    assert cover.lift == pytest.approx(0.75 / (3 / 6))
 
 
 def test_a_buyer_gets_what_is_bought_with_his_products_best_first_never_what_he_has(shop):
@@ -81,7 +87,9 @@ def test_a_buyer_gets_what_is_bought_with_his_products_best_first_never_what_he_
         "price": Decimal("39.00"),
         "image_url": "",
         "category": "Barbecues",
+        "bought_with": "Gasbarbecue",
     }
+    assert found[new_buyer.pk][2]["bought_with"] == ""  # a best seller of the category
 
 
 def test_a_contact_who_never_bought_anything_gets_no_products(shop):
@@ -128,9 +136,12 @@ def test_a_batch_of_contexts_reads_the_recommendations_only_when_a_template_asks
     with django_assert_num_queries(2):  # the profiles and their scores
         contexts = contact_contexts(contact_ids=[buyer.pk for buyer in shop])
     with django_assert_num_queries(2):  # the whole batch's recommendations, and their products
-        first = list(contexts[shop[0].pk]["products"])
+        first = list(contexts[shop[0].pk]["recommendations"])
     with django_assert_num_queries(0):
-        others = [len(contexts[buyer.pk]["products"]) for buyer in shop[1:]]
+        others = [len(contexts[buyer.pk]["recommendations"]) for buyer in shop[1:]]
+        # The older name is the same list, read once.
+        assert all(contexts[buyer.pk]["products"] is contexts[buyer.pk]["recommendations"] for buyer in shop)
+        assert list(contexts[shop[0].pk]["products"]) == first
     assert first and all(others)
 
 
@@ -178,4 +189,73 @@ def test_the_products_page_lists_them_by_buyers_and_shows_what_is_bought_with_ea
     assert page.status_code == 200
     html = page.content.decode()
     assert "Barbecuehoes <span class='help'>(in 75% of its orders)</span>" in html
+    assert "3 orders together, 50.0% of all orders; 1.5 times as often as by chance" in html
     assert client.get("/admin/audiences/product/add/").status_code == 403
+
+
+ONBOARDING_HTML = (
+    "<html><body><p>Hallo {{ contact.first_name }}, bedankt voor je eerste bestelling!</p>"
+    "{% for product in recommendations %}"
+    "<p>{{ product.name }} voor {{ product.price | currency }}"
+    "{% if product.bought_with %}, past bij je {{ product.bought_with }}{% endif %}</p>"
+    "{% else %}<p>Bekijk onze toppers</p>{% endfor %}"
+    '<p><a href="{{ links.unsubscribe }}">Afmelden</a></p></body></html>'
+)
+
+
+def test_the_onboarding_email_after_a_first_purchase_shows_the_related_products(time_machine):
+    start = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    shoppers = [ContactFactory() for _ in range(3)]
+    for number, shopper in enumerate(shoppers):
+        order(shopper, ("Gasbarbecue", "Barbecues", "549"), ("Barbecuehoes", "Barbecues", "39"), order_id=f"O{number}")
+    order(shoppers[0], ("Kussenhoes", "Woontextiel", "12"), order_id="O9", days_ago=20)
+    products_refresh(now=start)
+    newcomer, other = customer(first_name="Sanne"), customer()
+    time_machine.move_to(start, tick=False)
+    campaign = campaign_for(
+        [newcomer, other],
+        message=message_with(html=ONBOARDING_HTML),
+        kind=Campaign.Kind.TRIGGERED,
+        trigger_event_type=Event.Type.PURCHASE,
+        trigger_first_only=True,
+        holdout_percent=0,
+        holdout_off_reason="Service message.",
+    )
+    activated(campaign, now=start)
+    locmem.outbox.clear()
+    Event.objects.create(
+        contact=newcomer,
+        type=Event.Type.PURCHASE,
+        occurred_at=start + dt.timedelta(minutes=5),
+        value=Decimal("549"),
+        currency="EUR",
+        properties={"product": "Gasbarbecue", "category": "Barbecues", "order_id": "O10"},
+    )
+
+    time_machine.move_to(start + dt.timedelta(minutes=6), tick=False)
+    send_everything()
+
+    [message] = [message for message in locmem.outbox if message.delivery_id]
+    assert Delivery.objects.get(pk=message.delivery_id).contact_id == newcomer.pk
+    assert "Barbecuehoes voor € 39,00, past bij je Gasbarbecue" in message.html
+    assert "Gasbarbecue voor" not in message.html  # never what was just bought
+    assert "Bekijk onze toppers" not in message.html
+    locmem.outbox.clear()
+
+
+def test_a_template_reads_recommendations_and_products_as_the_same_list(shop):
+    sanne = ContactFactory(first_name="Sanne")
+    order(sanne, ("Gasbarbecue", "Barbecues", "549"), order_id="W8", days_ago=1)
+    context = contact_context(contact=sanne)
+    source = (
+        "{% for p in recommendations %}{{ p.name }} ({{ p.bought_with }});{% endfor %}"
+        "|{% for p in products %}{{ p.name }};{% endfor %}"
+    )
+    assert check_template(source, channel="sms", blocks={}, published=()) == []
+
+    rendered = render(compile_template(source, channel="sms", version_key=("recommendations", 1)), context)
+
+    assert rendered == (
+        "Barbecuehoes (Gasbarbecue);Grillborstel (Gasbarbecue);Houtskoolbarbecue ();"
+        "|Barbecuehoes;Grillborstel;Houtskoolbarbecue;"
+    )

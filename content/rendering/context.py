@@ -69,6 +69,10 @@ PRODUCT = obj(
     price=scalar(MONEY, _("The price in euro; format it with `| currency`.")),
     image_url=scalar(URL, _("The product's image.")),
     category=scalar(TEXT, _("The product's category.")),
+    bought_with=scalar(
+        TEXT,
+        _("The contact's product it is often bought with; empty when it is a best seller of the category."),
+    ),
 )
 
 SCHEMA = obj(
@@ -89,7 +93,15 @@ SCHEMA = obj(
             scalar(NUMBER, _("A score.")),
         ),
     ),
-    products=list_of(_("The products recommended to the contact, best first."), PRODUCT),
+    recommendations=list_of(
+        _(
+            "The products recommended to the contact, best first: those most often bought with what the "
+            "contact bought, then the best sellers of those categories. Empty when the contact never bought "
+            "anything: give the loop an `else` to show something else then."
+        ),
+        PRODUCT,
+    ),
+    products=list_of(_("The same list as `recommendations`, by its older name."), PRODUCT),
     offer=obj(
         _("The offer the message makes; empty when it makes none."),
         name=scalar(TEXT, _("The offer's name.")),
@@ -126,7 +138,34 @@ def describe(root: Field = SCHEMA, prefix: str = "") -> Iterator[tuple[str, str,
 
 
 def sample_context() -> dict[str, Any]:
-    """A realistic Dutch context, for previews and tests."""
+    """A realistic Dutch context, for previews and tests. `products` is the same list as
+    `recommendations`: templates written before the name was documented keep working."""
+    recommendations = [
+        {
+            "name": "Tuinset Lissabon",
+            "url": "https://shop.example.nl/p/tuinset-lissabon",
+            "price": Decimal("1299.00"),
+            "image_url": "https://shop.example.nl/img/tuinset-lissabon.jpg",
+            "category": "tuinmeubelen",
+            "bought_with": "Tuinstoel Porto",
+        },
+        {
+            "name": "Loungekussen Terra",
+            "url": "https://shop.example.nl/p/loungekussen-terra",
+            "price": Decimal("34.95"),
+            "image_url": "https://shop.example.nl/img/loungekussen-terra.jpg",
+            "category": "textiel",
+            "bought_with": "Tuinstoel Porto",
+        },
+        {
+            "name": "Parasol Capri 3 m",
+            "url": "https://shop.example.nl/p/parasol-capri",
+            "price": Decimal("249.50"),
+            "image_url": "https://shop.example.nl/img/parasol-capri.jpg",
+            "category": "tuinmeubelen",
+            "bought_with": "",
+        },
+    ]
     return {
         "contact": {
             "first_name": "Sanne",
@@ -142,29 +181,8 @@ def sample_context() -> dict[str, Any]:
             },
             "scores": {"churn": Decimal("0.12"), "lifetime_value": Decimal("1840.50")},
         },
-        "products": [
-            {
-                "name": "Tuinset Lissabon",
-                "url": "https://shop.example.nl/p/tuinset-lissabon",
-                "price": Decimal("1299.00"),
-                "image_url": "https://shop.example.nl/img/tuinset-lissabon.jpg",
-                "category": "tuinmeubelen",
-            },
-            {
-                "name": "Loungekussen Terra",
-                "url": "https://shop.example.nl/p/loungekussen-terra",
-                "price": Decimal("34.95"),
-                "image_url": "https://shop.example.nl/img/loungekussen-terra.jpg",
-                "category": "textiel",
-            },
-            {
-                "name": "Parasol Capri 3 m",
-                "url": "https://shop.example.nl/p/parasol-capri",
-                "price": Decimal("249.50"),
-                "image_url": "https://shop.example.nl/img/parasol-capri.jpg",
-                "category": "tuinmeubelen",
-            },
-        ],
+        "recommendations": recommendations,
+        "products": recommendations,
         "offer": {
             "name": "Najaarskorting",
             "description": "25% korting op alle tuinmeubelen",
