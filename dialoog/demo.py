@@ -48,8 +48,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 from faker import Faker
 
+from audiences.insights.predictions import (
+    NotEnoughData,
+    prediction_model_activate,
+    prediction_model_train,
+    scores_refresh,
+)
 from audiences.insights.products import products_refresh
-from audiences.models import ConsentChange, Contact, Event, Identity
+from audiences.models import ConsentChange, Contact, Event, Identity, PredictionModel
 from audiences.services.consents import consent_current_rebuild
 from campaigns.models import Campaign
 from dialoog.roles import ADMINISTRATOR, ANALYST, CALLCENTER_AGENT, MARKETEER
@@ -864,3 +870,24 @@ def demo_load(
     # What is bought together, as the nightly refresh would find it at the end of the history.
     products_refresh(now=min(timezone.now(), start_of(as_of + dt.timedelta(days=1))))
     return result
+
+
+def demo_insights(*, as_of: dt.date | None = None) -> list[str]:
+    """Churn risk and lifetime value for the demo shop, as the weekly training and the nightly
+    scoring would make them, the models activated (a person's decision on a real site). Lines to
+    print: what each model scored on its held-out period, or why there was too little data."""
+    moment = start_of((as_of or timezone.localdate()) + dt.timedelta(days=1))
+    moment = min(timezone.now(), moment)
+    lines = []
+    for kind in PredictionModel.Kind.values:
+        if PredictionModel.objects.filter(kind=kind, status=PredictionModel.Status.ACTIVE).exists():
+            continue
+        try:
+            model = prediction_model_activate(model=prediction_model_train(kind=kind, as_of=moment))
+        except NotEnoughData as error:
+            lines.append(f"No {kind} model: {error}")
+            continue
+        lines.append(f"{model} trained and activated ({model.algorithm}).")
+    for scored in scores_refresh(now=moment):
+        lines.append(f"{scored.model}: {scored.contacts} contacts scored.")
+    return lines

@@ -412,7 +412,8 @@ def test_the_schema_describes_every_name():
     assert names["contact.attributes.*"][0] == "any"
     assert names["contact.scores.*"][0] == "number"
     assert names["products[].price"][0] == "money"
-    assert set(SCHEMA.fields) == {"contact", "products", "offer", "campaign", "links"}
+    assert names["recommendations[].bought_with"][0] == "text"
+    assert set(SCHEMA.fields) == {"contact", "recommendations", "products", "offer", "campaign", "links"}
     assert all(description for description in (d for _, d in names.values()))
 
 

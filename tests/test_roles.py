@@ -14,8 +14,13 @@ def test_the_migration_creates_the_four_roles(db):
     assert {MARKETEER, ANALYST, CALLCENTER_AGENT, ADMINISTRATOR} <= set(groups)
     assert {"change_campaign", "change_goal", "add_contact"} <= groups[MARKETEER]
     assert {"view_campaign", "view_goal", "view_contact"} <= groups[ANALYST]
-    # Analysts read: view, and list every contact.
-    assert {code for code in groups[ANALYST] if not code.startswith("view_")} == {"browse_contact"}
+    # Analysts read: view, and list every contact; they decide which prediction model writes the scores.
+    assert {code for code in groups[ANALYST] if not code.startswith("view_")} == {
+        "browse_contact",
+        "activate_predictionmodel",
+    }
+    assert "activate_predictionmodel" not in groups[MARKETEER] | groups[CALLCENTER_AGENT]
+    assert "activate_predictionmodel" in groups[ADMINISTRATOR]
     assert "change_campaign" not in groups[CALLCENTER_AGENT]
     # Agents look contacts up one at a time, and alone ask for next-best offers.
     assert "browse_contact" not in groups[CALLCENTER_AGENT]

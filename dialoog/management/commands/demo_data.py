@@ -4,7 +4,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from dialoog.demo import DEMO_PASSWORD, DEMO_USERS, MAX_CONTACTS, MAX_SEED, demo_load
+from dialoog.demo import DEMO_PASSWORD, DEMO_USERS, MAX_CONTACTS, MAX_SEED, demo_insights, demo_load
 
 
 class Command(BaseCommand):
@@ -58,3 +58,5 @@ class Command(BaseCommand):
             self.stdout.write(f"Created demo user {username!r} with password {DEMO_PASSWORD!r}.")
         if not result.users_created:
             self.stdout.write(f"Demo users: {', '.join(name for name, _role in DEMO_USERS)} (already there).")
+        for line in demo_insights(as_of=as_of):
+            self.stdout.write(f"Insights: {line}")

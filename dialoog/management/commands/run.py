@@ -47,7 +47,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--demo-contacts", type=int, default=500, help="Demo customers to load (0: none).")
+        parser.add_argument(
+            "--demo-contacts",
+            type=int,
+            default=3000,
+            help="Demo customers to load (0: none). 3000 are enough to train the churn and lifetime-value models.",
+        )
 
     def handle(self, *args, port, demo_contacts, **options):
         self.stopping = threading.Event()
