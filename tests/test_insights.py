@@ -238,7 +238,7 @@ def test_features_are_those_before_the_moment_only(shop, db):
     assert after.column("recency_days")[0] < 1
 
 
-def test_the_commands_train_activate_and_score(shop, db, capsys):
+def test_the_commands_train_activate_and_score(shop, db, capsys, english):
     call_command("train_models", "--activate", "--as-of", (AS_OF + dt.timedelta(days=1)).isoformat())
     out = capsys.readouterr().out
     assert "Churn risk v1" in out and "AUC" in out and "recency alone" in out

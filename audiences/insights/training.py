@@ -55,33 +55,22 @@ class Scorer:
         return len(self.features)
 
 
-class ChurnScorer(Scorer):
-    algorithm = "Gradient boosting (scikit-learn HistGradientBoostingClassifier), isotonic calibration"
+class EstimatorScorer(Scorer):
+    """A fitted scikit-learn estimator: the probability of class 1 for a classifier (churn: "did not
+    buy in the horizon"), the prediction, never below zero, for a regressor (revenue)."""
 
-    def __init__(self, classifier: CalibratedClassifierCV, features: tuple[str, ...]):
-        self.classifier = classifier
+    def __init__(self, estimator: Any, features: tuple[str, ...], algorithm: str):
+        self.estimator = estimator
         self.features = features
+        self.algorithm = algorithm
 
     def predict_values(self, values: np.ndarray) -> np.ndarray:
-        # Class 1 is "did not buy in the horizon".
-        return self.classifier.predict_proba(values)[:, 1]
+        if hasattr(self.estimator, "predict_proba"):
+            return self.estimator.predict_proba(values)[:, 1]
+        return np.maximum(self.estimator.predict(values), 0.0)
 
     def feature_count(self) -> int:
-        return int(self.classifier.n_features_in_)
-
-
-class RevenueRegressionScorer(Scorer):
-    algorithm = "Gradient boosting regression (scikit-learn HistGradientBoostingRegressor, Poisson loss)"
-
-    def __init__(self, regressor: HistGradientBoostingRegressor, features: tuple[str, ...]):
-        self.regressor = regressor
-        self.features = features
-
-    def predict_values(self, values: np.ndarray) -> np.ndarray:
-        return np.maximum(self.regressor.predict(values), 0.0)
-
-    def feature_count(self) -> int:
-        return int(self.regressor.n_features_in_)
+        return int(self.estimator.n_features_in_)
 
 
 class LifetimeScorer(Scorer):
@@ -127,7 +116,7 @@ def require(*, what: str, rows: int, positives: int, minimum: int, per_outcome: 
         )
 
 
-def churn_fit(values: np.ndarray, churned: np.ndarray, features: tuple[str, ...], *, seed: int = 0) -> ChurnScorer:
+def churn_fit(values: np.ndarray, churned: np.ndarray, features: tuple[str, ...], *, seed: int = 0) -> EstimatorScorer:
     """A calibrated classifier of "no purchase in the horizon" on these rows (columns: `features`)."""
     sample = _sample(len(values), seed)
     # Small trees, many contacts per leaf: the outcome is noisy, and a larger model learned the noise
@@ -137,7 +126,8 @@ def churn_fit(values: np.ndarray, churned: np.ndarray, features: tuple[str, ...]
     )
     classifier = CalibratedClassifierCV(booster, method="isotonic", cv=3)
     classifier.fit(values[sample], churned[sample].astype(int))
-    return ChurnScorer(classifier, features)
+    algorithm = "Gradient boosting (scikit-learn HistGradientBoostingClassifier), isotonic calibration"
+    return EstimatorScorer(classifier, features, algorithm)
 
 
 def calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
@@ -189,13 +179,14 @@ class LifetimeCandidates:
 
 def lifetime_regression_fit(
     values: np.ndarray, revenue: np.ndarray, features: tuple[str, ...], *, seed: int = 0
-) -> RevenueRegressionScorer:
+) -> EstimatorScorer:
     sample = _sample(len(values), seed)
     regressor = HistGradientBoostingRegressor(
         loss="poisson", max_iter=150, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40, random_state=seed
     )
     regressor.fit(values[sample], revenue[sample])
-    return RevenueRegressionScorer(regressor, features)
+    algorithm = "Gradient boosting regression (scikit-learn HistGradientBoostingRegressor, Poisson loss)"
+    return EstimatorScorer(regressor, features, algorithm)
 
 
 def lifetime_bgnbd_fit(table: FeatureTable, *, horizon_days: int, prior: float) -> LifetimeScorer:

@@ -120,7 +120,7 @@ def _event_properties() -> dict[str, list[dict[str, Any]]]:
 
 def _score_names() -> list[str]:
     scores = Score._meta.db_table
-    # The distinct names by skipping through score_name_value_idx (a loose index scan): a few
+    # The distinct names by skipping through score_name_idx (a loose index scan): a few
     # index probes per name, not a pass over one score row per contact.
     sql = f"""
         WITH RECURSIVE names(name) AS (
