@@ -295,6 +295,7 @@ class Score(models.Model):
     from_prior = models.BooleanField(
         _("from the prior"),
         default=False,
+        db_default=False,  # scores loaded by hand-written SQL (imports, benchmarks) are their own
         help_text=_("The contact had no events to go on: the score is the average the model learned, not their own."),
     )
 

@@ -65,9 +65,11 @@ def scores_refresh_task() -> dict:
     try:
         done = scores_refresh()
     except FeatureMismatch as error:
-        # Nothing was written: yesterday's scores stay, and the error shows in the worker's log.
+        # That model wrote nothing (its kind keeps yesterday's scores); the others scored.
         logger.error("Scores not refreshed: %s", error)
-        return {"error": str(error)}
+        done = error.scored
+        if not done:
+            return {"error": str(error)}
     for scored in done:
         logger.info(
             "%s scored %s contacts (%s from the prior) in %.1f s",

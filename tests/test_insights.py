@@ -96,7 +96,8 @@ def test_the_churn_model_beats_recency_alone_on_a_later_held_out_period_and_is_c
     # The demo's page views only go back half a year: at the learning moment nobody had any.
     assert "page_views_90" not in model.features
     assert any("page_views_90" in note and "missing for everyone" in note for note in model.notes)
-    assert 0 < model.prior < 1
+    # Contacts without a single event get the churn of their like when it was learned: they seldom buy.
+    assert figures["churn_rate"] < model.prior <= 1
 
 
 def test_a_model_trained_on_shuffled_labels_scores_about_one_half(shop, db):
@@ -122,7 +123,21 @@ def test_lifetime_value_keeps_the_model_with_the_smaller_held_out_error(shop, db
     assert expected in model.algorithm
     assert figures["mae"] < figures["baseline_mae"]  # better than "the same as last year"
     assert 0.7 < figures["predicted_total"] / figures["actual_total"] < 1.3
-    assert model.horizon_days == 365 and model.prior > 0
+    assert model.horizon_days == 365 and model.prior >= 0
+
+
+def test_a_refund_larger_than_the_purchases_counts_as_nothing_spent(shop, db):
+    buyer = Event.objects.filter(type="purchase").order_by("occurred_at").first().contact
+    Event.objects.create(
+        contact=buyer, type="purchase", occurred_at=NOW - dt.timedelta(days=200), value=-100000, currency="EUR"
+    )
+
+    model = prediction_model_train(kind=Kind.LIFETIME_VALUE, as_of=NOW)
+
+    assert model.metrics["mae"] < model.metrics["baseline_mae"]
+    prediction_model_activate(model=model)
+    scores_refresh(now=NOW, kinds=[Kind.LIFETIME_VALUE])
+    assert Score.objects.get(contact=buyer, name=Kind.LIFETIME_VALUE).value >= 0
 
 
 def test_scoring_gives_every_contact_both_scores_with_the_model_and_marks_those_without_events(trained):
@@ -208,22 +223,33 @@ def test_too_little_data_says_how_much_is_needed_and_the_active_model_stays(trai
     assert PredictionModel.objects.get(kind=Kind.CHURN, status="active") == trained[Kind.CHURN]
 
 
-def test_a_model_that_no_longer_fits_the_features_is_refused_and_nothing_is_written(trained):
+def test_a_model_that_no_longer_fits_the_features_is_refused_and_writes_nothing(trained):
     scores_refresh(now=NOW)
     churn = trained[Kind.CHURN]
+    later = NOW + dt.timedelta(days=1)
     # Features this version no longer computes (a model from another release, say).
     PredictionModel.objects.filter(pk=churn.pk).update(features=[*churn.features, "loyalty_points"])
-    with pytest.raises(FeatureMismatch, match="no longer computed: loyalty_points"):
-        scores_refresh(now=NOW + dt.timedelta(days=1))
+    with pytest.raises(FeatureMismatch, match="no longer computed: loyalty_points") as refused:
+        scores_refresh(now=later)
+    # The churn scores stay as they were; the lifetime value, whose model fits, is scored.
+    assert set(Score.objects.filter(name=Kind.CHURN).values_list("computed_at", flat=True)) == {NOW}
+    assert set(Score.objects.filter(name=Kind.LIFETIME_VALUE).values_list("computed_at", flat=True)) == {later}
+    assert [scored.model.kind for scored in refused.value.scored] == [Kind.LIFETIME_VALUE]
     # A file that does not match its row's feature list.
     PredictionModel.objects.filter(pk=churn.pk).update(features=list(reversed(churn.features)))
     with pytest.raises(FeatureMismatch, match="its stored model reads"):
-        scores_refresh(now=NOW + dt.timedelta(days=1))
-    # Neither wrote anything, of either kind: the features are checked before any score is.
-    assert set(Score.objects.values_list("computed_at", flat=True)) == {NOW}
-    # Nor can such a model be put in use.
+        scores_refresh(now=later, kinds=[Kind.CHURN])
+    # A file not written by this site (its signature does not match), refused before it is unpickled.
+    artifact = bytes(PredictionModel.objects.get(pk=churn.pk).artifact)
+    PredictionModel.objects.filter(pk=churn.pk).update(features=churn.features, artifact=b"\0" * 32 + artifact[32:])
+    with pytest.raises(FeatureMismatch, match="not signed by this site"):
+        scores_refresh(now=later, kinds=[Kind.CHURN])
+    assert set(Score.objects.filter(name=Kind.CHURN).values_list("computed_at", flat=True)) == {NOW}
+    # Nor can such a model be put in use, and the command says why.
     with pytest.raises(FeatureMismatch):
         prediction_model_activate(model=PredictionModel.objects.get(pk=churn.pk))
+    with pytest.raises(CommandError, match=r"Not scored: .*not signed by this site"):
+        call_command("score_contacts", "--kind", "churn")
 
 
 def test_features_are_those_before_the_moment_only(shop, db):
@@ -296,7 +322,12 @@ def test_the_model_card_shows_the_figures_and_an_analyst_activates_from_it(train
         refused = client.post(activate, follow=True)
         assert "did worse on its held-out period" in refused.content.decode()
         assert PredictionModel.objects.get(kind=Kind.CHURN, status="active") == trained[Kind.CHURN]
-    done = client.post(activate, {"confirm_worse": "yes"} if worse else {}, follow=True)
+    if worse:
+        # A confirmation given against another model in use than the one now in use does not count.
+        stale = client.post(activate, {"confirm_worse": "yes", "against": str(newer.pk + 1000)}, follow=True)
+        assert "did worse on its held-out period" in stale.content.decode()
+    confirmation = {"confirm_worse": "yes", "against": str(trained[Kind.CHURN].pk)} if worse else {}
+    done = client.post(activate, confirmation, follow=True)
     assert "is active" in done.content.decode()
     newer.refresh_from_db()
     assert newer.status == PredictionModel.Status.ACTIVE and newer.activated_by == analyst.username

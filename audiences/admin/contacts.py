@@ -16,7 +16,8 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.formats import number_format
+from django.utils import timezone
+from django.utils.formats import date_format, number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -187,7 +188,8 @@ class ContactAdmin(admin.ModelAdmin):
             value = number_format(score.value, 2) if score.name == "lifetime_value" else number_format(score.value, 3)
             origin = str(score.model) if score.model else _("loaded")
             note = _("no events: the average the model learned") if score.from_prior else ""
-            rows.append((score.name, value, f"{origin}, {score.computed_at:%d-%m-%Y %H:%M}", note))
+            computed = date_format(timezone.localtime(score.computed_at), "SHORT_DATETIME_FORMAT")
+            rows.append((score.name, value, f"{origin}, {computed}", note))
         return format_html(
             "<table class='dialoog-compact'>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>", rows),

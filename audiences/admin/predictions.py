@@ -13,7 +13,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.formats import number_format
+from django.utils import timezone
+from django.utils.formats import date_format, number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
@@ -164,9 +165,9 @@ class PredictionModelAdmin(RecordAdminMixin, admin.ModelAdmin):
             "%(days)s days after; checked on %(checked)s contacts before %(evaluated)s and the %(days)s days after."
         ) % {
             "learned": model.training_rows,
-            "trained": f"{model.trained_until:%d-%m-%Y}",
+            "trained": date_format(timezone.localtime(model.trained_until), "SHORT_DATE_FORMAT"),
             "checked": model.evaluation_rows,
-            "evaluated": f"{model.evaluated_until:%d-%m-%Y}",
+            "evaluated": date_format(timezone.localtime(model.evaluated_until), "SHORT_DATE_FORMAT"),
             "days": model.horizon_days,
         }
 
@@ -241,10 +242,12 @@ class PredictionModelAdmin(RecordAdminMixin, admin.ModelAdmin):
             .first()
         )
         if request.method == "POST":
+            # The confirmation holds for the model in use when the page was shown, not for one
+            # activated since by someone else.
+            shown_against = request.POST.get("against", "")
+            confirmed = request.POST.get("confirm_worse") == "yes" and shown_against == str(active.pk if active else "")
             try:
-                prediction_model_activate(
-                    model=model, user=request.user, confirm_worse=request.POST.get("confirm_worse") == "yes"
-                )
+                prediction_model_activate(model=model, user=request.user, confirm_worse=confirmed)
             except WorseThanActive as error:
                 self.message_user(request, str(error), messages.WARNING)
                 return redirect(request.path)

@@ -71,20 +71,23 @@ FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
 # lines of one order, or two orders on one day, are one purchase.
 FEATURES_SQL = """
     WITH days AS (
-        SELECT contact_id, date_trunc('day', occurred_at) AS day, sum(coalesce(value, 0))::float8 AS revenue
+        -- A day's purchases, with the moment of its last one: the windows count from the events'
+        -- own times, not from the start of their day.
+        SELECT contact_id, max(occurred_at) AS at, min(occurred_at) AS first_at,
+               sum(coalesce(value, 0))::float8 AS revenue
         FROM {event}
         WHERE type = 'purchase' AND occurred_at < %(as_of)s {event_contacts}
-        GROUP BY 1, 2
+        GROUP BY contact_id, date_trunc('day', occurred_at)
     ), p AS (
         SELECT contact_id,
                count(*) AS days_all,
-               count(*) FILTER (WHERE day >= %(as_of)s - interval '90 days') AS days_90,
-               count(*) FILTER (WHERE day >= %(as_of)s - interval '365 days') AS days_365,
+               count(*) FILTER (WHERE at >= %(as_of)s - interval '90 days') AS days_90,
+               count(*) FILTER (WHERE at >= %(as_of)s - interval '365 days') AS days_365,
                sum(revenue) AS revenue_all,
-               sum(revenue) FILTER (WHERE day >= %(as_of)s - interval '90 days') AS revenue_90,
-               sum(revenue) FILTER (WHERE day >= %(as_of)s - interval '365 days') AS revenue_365,
-               extract(epoch FROM %(as_of)s - min(day)) / 86400.0 AS first_days,
-               extract(epoch FROM %(as_of)s - max(day)) / 86400.0 AS last_days
+               sum(revenue) FILTER (WHERE at >= %(as_of)s - interval '90 days') AS revenue_90,
+               sum(revenue) FILTER (WHERE at >= %(as_of)s - interval '365 days') AS revenue_365,
+               extract(epoch FROM %(as_of)s - min(first_at)) / 86400.0 AS first_days,
+               extract(epoch FROM %(as_of)s - max(at)) / 86400.0 AS last_days
         FROM days GROUP BY contact_id
     ), k AS (
         SELECT contact_id, count(DISTINCT category) AS categories
@@ -150,9 +153,14 @@ _TABLES = {
 _COPY_HEADER = 19  # PGCOPY signature, flags, header extension length
 
 
+class CopyFormatError(Exception):
+    """PostgreSQL's binary COPY stream is not the fixed-width rows this reader expects."""
+
+
 def _read_binary(sql: str, params: dict, float_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of (int8, float8 x n), none NULL, as (ids, values) through a binary COPY: every row
-    has the same length, so numpy reads the whole stream as one structured array."""
+    has the same length, so numpy reads the whole stream as one structured array. The stream's
+    shape is checked first: a NULL or a column of another type would shift every row after it."""
     fields: list[tuple[str, str]] = [("count", ">i2"), ("id_length", ">i4"), ("id", ">i8")]
     for i in range(float_columns):
         fields += [(f"length_{i}", ">i4"), (f"value_{i}", ">f8")]
@@ -165,9 +173,15 @@ def _read_binary(sql: str, params: dict, float_columns: int) -> tuple[np.ndarray
         with cursor.copy(f"COPY ({statement}) TO STDOUT (FORMAT BINARY)") as copy:
             for block in copy:
                 buffer += block
-    rows = (len(buffer) - _COPY_HEADER - 2) // row.itemsize
-    data = np.frombuffer(buffer, dtype=row, count=rows, offset=_COPY_HEADER)
-    values = np.empty((rows, float_columns), dtype=np.float64)
+    header = _COPY_HEADER + int.from_bytes(buffer[15:19], "big")  # and the header extension, if any
+    body = len(buffer) - header - 2
+    if buffer[:11] != b"PGCOPY\n\xff\r\n\x00" or buffer[-2:] != b"\xff\xff" or body % row.itemsize:
+        raise CopyFormatError(f"unexpected binary COPY stream of {len(buffer)} bytes")
+    data = np.frombuffer(buffer, dtype=row, count=body // row.itemsize, offset=header)
+    lengths = [data["id_length"], *(data[f"length_{i}"] for i in range(float_columns))]
+    if (data["count"] != 1 + float_columns).any() or any((length != 8).any() for length in lengths):
+        raise CopyFormatError("a row of the binary COPY stream has a NULL or a column of another width")
+    values = np.empty((len(data), float_columns), dtype=np.float64)
     for i in range(float_columns):
         values[:, i] = data[f"value_{i}"]
     return data["id"].astype(np.int64), values

@@ -60,7 +60,7 @@ class BetaGeometricNBD:
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             alive_odds = np.where(x > 0, (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
-        return np.nan_to_num(first * second / (1 + alive_odds), nan=0.0, posinf=0.0)
+        return np.nan_to_num(first * second / (1 + alive_odds), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,9 @@ class GammaGamma:
 
     @classmethod
     def fit(cls, purchases: np.ndarray, mean_value: np.ndarray) -> GammaGamma:
-        """Fitted on customers with two or more purchases and a positive mean value."""
+        """Fitted on customers with two or more purchases and a positive mean value. Here a customer's
+        purchases are all their days with a purchase, the first included, and the mean is over all of
+        them (Fader, Hardie and Lee use the repeat purchases alone); fitting and prediction count alike."""
         n, m = purchases, mean_value
 
         def negative_log_likelihood(log_params: np.ndarray) -> float:
@@ -120,7 +122,8 @@ class LifetimeValueModel:
         mean_value = np.where(bought, revenue / np.maximum(days, 1), 0.0)
         expected = self.purchases.expected_purchases(horizon_days / 7.0, x, t_x, T)
         value = self.spend.expected_value(np.maximum(days, 1), mean_value)
-        return np.where(bought, expected * value, self.prior)
+        # A customer whose refunds exceed their purchases has a negative mean: worth nothing, not less.
+        return np.maximum(np.where(bought, expected * value, self.prior), 0.0)
 
     def describe(self) -> dict:
         return {"bg_nbd": asdict(self.purchases), "gamma_gamma": asdict(self.spend), "prior": self.prior}

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sklearn
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from audiences.insights.features import FEATURE_NAMES, FeatureTable, features_read, outcomes_read
 from audiences.insights.lifetime import FitFailed
@@ -60,7 +62,12 @@ __all__ = [
 
 class FeatureMismatch(Exception):
     """A stored model reads features this version of Dialoog no longer computes, or its file does
-    not match the feature list on its row."""
+    not match the feature list on its row (or this site's signature, or this scikit-learn).
+    `scored`: what the other kinds' models scored meanwhile."""
+
+    def __init__(self, message: str, scored: list[Scored] | None = None):
+        super().__init__(message)
+        self.scored = scored or []
 
 
 class WorseThanActive(Exception):
@@ -78,6 +85,12 @@ def _next_version(kind: str) -> int:
 
 
 @dataclass
+class _Outcomes:
+    bought: np.ndarray
+    revenue: np.ndarray  # refunds beyond purchases count as nothing spent
+
+
+@dataclass
 class _Periods:
     """The two periods of a training: learned from (features before `train_until`, the outcome up to
     `evaluate_until`) and checked on (features before `evaluate_until`, the outcome up to now)."""
@@ -92,6 +105,10 @@ class _Periods:
     check: FeatureTable  # the contacts with events before evaluate_until
     check_bought: np.ndarray
     check_revenue: np.ndarray
+    # Contacts known before train_until without a single event: what they did in the horizon after
+    # is what a contact with no events is scored with (the prior).
+    newcomers_bought: np.ndarray
+    newcomers_revenue: np.ndarray
     notes: list[str] = field(default_factory=list)  # what the training left out, for the model card
 
     @classmethod
@@ -101,9 +118,14 @@ class _Periods:
         tables = []
         for since, until in ((train_until, evaluate_until), (evaluate_until, as_of)):
             table = features_read(as_of=since)
-            table = table.subset(table.has_events)
-            tables.append((table, outcomes_read(ids=table.ids, start=since, end=until)))
-        (learn, learned), (check, checked) = tables
+            outcomes = outcomes_read(ids=table.ids, start=since, end=until)
+            tables.append((table, outcomes))
+        (every, everyone), (later, laters) = tables
+        known, known_later = every.has_events, later.has_events
+        newcomers = ~known & (every.column("tenure_days") > 0)
+        learn, check = every.subset(known), later.subset(known_later)
+        learned = _Outcomes(bought=everyone.bought[known], revenue=np.maximum(everyone.revenue[known], 0.0))
+        checked = _Outcomes(bought=laters.bought[known_later], revenue=np.maximum(laters.revenue[known_later], 0.0))
         return cls(
             kind=kind,
             horizon_days=horizon_days,
@@ -115,7 +137,14 @@ class _Periods:
             check=check,
             check_bought=checked.bought,
             check_revenue=checked.revenue,
+            newcomers_bought=everyone.bought[newcomers],
+            newcomers_revenue=np.maximum(everyone.revenue[newcomers], 0.0),
         )
+
+    def prior(self, outcome: np.ndarray, overall: np.ndarray) -> float:
+        """The mean outcome of the contacts without events; of everyone learned from when there are
+        too few of them to tell (fewer than MIN_PER_OUTCOME)."""
+        return float(outcome.mean() if len(outcome) >= MIN_PER_OUTCOME else overall.mean())
 
     def require(self, *, learn_positives: int, check_positives: int, outcome: str, other: str) -> tuple[str, ...]:
         """The usable features, or NotEnoughData (saying that the active model stays in use)."""
@@ -137,7 +166,11 @@ class _Periods:
             if not features:
                 raise NotEnoughData("Too little data: every feature has the same value for every contact.")
         except NotEnoughData as error:
-            raise _not_enough(self.kind, error) from error
+            history = NotEnoughData(
+                f"{error} Training needs events from before {self.train_until:%Y-%m-%d}: it learns from two "
+                f"horizons of {self.horizon_days} days back."
+            )
+            raise _not_enough(self.kind, history) from error
         return features
 
     def save(self, *, scorer: Scorer, metrics: dict, prior: float, user: Any) -> PredictionModel:
@@ -154,7 +187,7 @@ class _Periods:
                 evaluation_rows=len(self.check),
                 metrics=metrics,
                 prior=float(prior),
-                artifact=pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL),
+                artifact=_sign(pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL)),
                 notes=self.notes,
                 trained_by=getattr(user, "username", "") or "",
             )
@@ -179,12 +212,13 @@ def _train_churn(periods: _Periods, *, user: Any, seed: int) -> PredictionModel:
         learn_positives=int(churned.sum()),
         check_positives=int(churned_later.sum()),
         outcome=f"bought nothing in the {periods.horizon_days} days after",
-        other="bought again",
+        other="bought in them",
     )
     scorer = churn_fit(periods.learn.columns(features), churned, features, seed=seed)
     check = periods.check
     metrics = churn_metrics(scorer.predict(check), churned_later, check.column("recency_days"))
-    return periods.save(scorer=scorer, metrics=metrics, prior=float(churned.mean()), user=user)
+    prior = periods.prior(~periods.newcomers_bought, churned)
+    return periods.save(scorer=scorer, metrics=metrics, prior=prior, user=user)
 
 
 def _train_lifetime(periods: _Periods, *, user: Any, seed: int) -> PredictionModel:
@@ -196,14 +230,16 @@ def _train_lifetime(periods: _Periods, *, user: Any, seed: int) -> PredictionMod
         other="did not",
     )
     learn, check = periods.learn, periods.check
+    # Contacts with events but no purchase yet: BG/NBD has nothing to go on for them.
     never_bought = learn.column("purchase_days_all") == 0
-    prior = float(spent[never_bought].mean()) if never_bought.any() else float(spent.mean())
+    non_buyers = float(spent[never_bought].mean()) if never_bought.any() else float(spent.mean())
+    prior = periods.prior(periods.newcomers_revenue, spent)
     candidates: dict[str, Scorer] = {
         "regression": lifetime_regression_fit(learn.columns(features), spent, features, seed=seed)
     }
     try:
         # Fitted on the histories up to the start of the held-out period: nothing of it is seen.
-        candidates["bg_nbd"] = lifetime_bgnbd_fit(check, horizon_days=periods.horizon_days, prior=prior)
+        candidates["bg_nbd"] = lifetime_bgnbd_fit(check, horizon_days=periods.horizon_days, prior=non_buyers)
     except FitFailed as error:
         periods.notes.append(f"BG/NBD with Gamma-Gamma not used: {error}.")
     # The features left out concern the regression; BG/NBD reads purchase counts, days and revenue only.
@@ -227,6 +263,28 @@ def _train_lifetime(periods: _Periods, *, user: Any, seed: int) -> PredictionMod
     return periods.save(scorer=scorer, metrics=metrics, prior=prior, user=user)
 
 
+# --- The stored model ---------------------------------------------------------------------------
+
+_SIGNATURE = 32  # bytes of HMAC-SHA256 before the pickle
+
+
+def _sign(data: bytes) -> bytes:
+    """The pickle with an HMAC of the project's secret key before it: a model row written by anyone
+    but this module (a fixture loaded, the table edited) is refused before it is unpickled."""
+    return salted_hmac("dialoog.prediction-model", data, algorithm="sha256").digest() + data
+
+
+def _unsigned(model: PredictionModel) -> bytes:
+    artifact = bytes(model.artifact)
+    signature, data = artifact[:_SIGNATURE], artifact[_SIGNATURE:]
+    if not constant_time_compare(signature, salted_hmac("dialoog.prediction-model", data, algorithm="sha256").digest()):
+        raise FeatureMismatch(
+            f"{model}: its stored model is not signed by this site (written elsewhere, or the secret key "
+            "changed). Train a new version."
+        )
+    return data
+
+
 # --- Activation ---------------------------------------------------------------------------------
 
 
@@ -238,14 +296,16 @@ def better_than(model: PredictionModel, than: PredictionModel) -> bool:
 
 
 def prediction_model_scorer(model: PredictionModel) -> Scorer:
-    """The model's fitted scorer, checked against the features this version computes."""
+    """The model's fitted scorer, checked against the features this version computes and against
+    the scikit-learn it was trained with."""
     unknown = [name for name in model.features if name not in FEATURE_NAMES]
     if unknown:
         raise FeatureMismatch(
             f"{model} reads features that are no longer computed: {', '.join(unknown)}. Train a new version."
         )
+    data = _unsigned(model)
     try:
-        scorer = pickle.loads(bytes(model.artifact))  # noqa: S301 - written by _save above, read from our own database
+        scorer = pickle.loads(data)  # noqa: S301 - signed above by this site's secret key
     except Exception as error:  # a damaged file: whatever unpickling raises
         raise FeatureMismatch(f"{model}: its stored model cannot be read ({error}). Train a new version.") from error
     if (
@@ -257,7 +317,18 @@ def prediction_model_scorer(model: PredictionModel) -> Scorer:
         raise FeatureMismatch(
             f"{model}: its stored model reads {found}, its row lists {list(model.features)}. Train a new version."
         )
+    if scorer.library_version != sklearn.__version__:
+        raise FeatureMismatch(
+            f"{model} was trained with scikit-learn {scorer.library_version}, this is {sklearn.__version__}: "
+            "its predictions could differ. Train a new version."
+        )
     return scorer
+
+
+def _lock(cursor: Any, kind: str) -> None:
+    """Activating a model of a kind and writing its scores take turns: a model retired while a run
+    scores is not written, and two activations do not both find no active model."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('dialoog.scores.' || %s))", [kind])
 
 
 def prediction_model_activate(
@@ -266,7 +337,8 @@ def prediction_model_activate(
     """Put `model` in use for its kind, retiring the one before. A model that did worse on its
     held-out period than the active one needs `confirm_worse`."""
     prediction_model_scorer(model)  # a model that cannot score is never put in use
-    with transaction.atomic():
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor, model.kind)
         active = (
             PredictionModel.objects.select_for_update()
             .filter(kind=model.kind, status=PredictionModel.Status.ACTIVE)
@@ -336,47 +408,57 @@ def _binary_copy(ids: np.ndarray, values: np.ndarray, prior: np.ndarray) -> byte
 # to 17 s for a delete and insert or an upsert with the value indexed. Contacts erased or merged
 # away since the features were read are left out by the join (erasure removes their scores); the
 # lock keeps two runs (a beat started twice) from interleaving.
-REPLACE_SQL = [
-    "SELECT pg_advisory_xact_lock(hashtext('dialoog.scores.' || %(name)s))",
-    """
+UPSERT_SQL = """
     INSERT INTO {score} (contact_id, name, value, computed_at, model_id, from_prior)
     SELECT s.contact_id, %(name)s, s.value, %(now)s, %(model)s, s.from_prior
-    FROM scored s JOIN {contact} c ON c.id = s.contact_id AND c.erased_at IS NULL
+    FROM pg_temp.scored s JOIN {contact} c ON c.id = s.contact_id AND c.erased_at IS NULL
     ON CONFLICT (contact_id, name) DO UPDATE SET
         value = EXCLUDED.value, computed_at = EXCLUDED.computed_at,
         model_id = EXCLUDED.model_id, from_prior = EXCLUDED.from_prior
-    """,
-]
+"""
 
 
-def _write(model: PredictionModel, ids: np.ndarray, values: np.ndarray, prior: np.ndarray, now: dt.datetime) -> float:
-    """Every contact's score of this kind, in one transaction; the seconds it took."""
-    started = time.perf_counter()
+def _write(model: PredictionModel, ids: np.ndarray, values: np.ndarray, prior: np.ndarray, now: dt.datetime) -> int:
+    """Every contact's score of this kind, in one transaction; how many were written (none when the
+    model was retired since the run began)."""
     tables = {"score": Score._meta.db_table, "contact": Contact._meta.db_table}
     with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor, model.kind)
+        if not PredictionModel.objects.filter(pk=model.pk, status=PredictionModel.Status.ACTIVE).exists():
+            return 0
         # Dropped at commit; inside an outer transaction (a test's) an earlier run's may still be there.
-        cursor.execute("DROP TABLE IF EXISTS scored")
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.scored")
         cursor.execute("CREATE TEMP TABLE scored (contact_id int8, value float8, from_prior bool) ON COMMIT DROP")
-        with cursor.copy("COPY scored (contact_id, value, from_prior) FROM STDIN (FORMAT BINARY)") as copy:
+        with cursor.copy("COPY pg_temp.scored (contact_id, value, from_prior) FROM STDIN (FORMAT BINARY)") as copy:
             payload = io.BytesIO(_binary_copy(ids, values, prior))
             while block := payload.read(1 << 20):
                 copy.write(block)
-        for statement in REPLACE_SQL:
-            cursor.execute(statement.format(**tables), {"name": model.kind, "now": now, "model": model.pk})
-        PredictionModel.objects.filter(pk=model.pk).update(scored_at=now, scored_rows=len(ids))
-    return time.perf_counter() - started
+        cursor.execute(UPSERT_SQL.format(**tables), {"name": model.kind, "now": now, "model": model.pk})
+        written = cursor.rowcount
+        PredictionModel.objects.filter(pk=model.pk).update(scored_at=now, scored_rows=written)
+    return written
 
 
 def scores_refresh(*, kinds: list[str] | None = None, now: dt.datetime | None = None) -> list[Scored]:
     """Score every contact with the active model of each kind (or of `kinds`). The features are read
-    once for all kinds, and every prediction is made before anything is written: a model that does
-    not fit the features raises FeatureMismatch, and a failing prediction its error, with nothing
-    written."""
+    once for all kinds, and every prediction is made before anything is written. A model that does
+    not fit the features (FeatureMismatch) writes nothing; the other kinds are scored, and the
+    mismatch is raised afterwards, so that it is seen."""
     now = now or timezone.now()
     models = list(PredictionModel.objects.filter(status=PredictionModel.Status.ACTIVE, kind__in=kinds or Kind.values))
-    scorers = [(model, prediction_model_scorer(model)) for model in models]
-    if not scorers:
-        return []
+    scorers, refused = [], []
+    for model in models:
+        try:
+            scorers.append((model, prediction_model_scorer(model)))
+        except FeatureMismatch as error:
+            refused.append(str(error))
+    done = _score(scorers, now) if scorers else []
+    if refused:
+        raise FeatureMismatch(" ".join(refused), done)
+    return done
+
+
+def _score(scorers: list[tuple[PredictionModel, Scorer]], now: dt.datetime) -> list[Scored]:
     started = time.perf_counter()
     table = features_read(as_of=now)
     reading = time.perf_counter() - started
@@ -386,19 +468,23 @@ def scores_refresh(*, kinds: list[str] | None = None, now: dt.datetime | None = 
         started = time.perf_counter()
         values = np.full(len(table), model.prior, dtype=np.float64)
         values[known] = scorer.predict(table.subset(known))
-        planned.append((model, table.ids, values, ~known))
+        planned.append((model, values))
         predicting.append(time.perf_counter() - started)
     # One kind after the other: written side by side on two connections, each took 31 s instead of
     # 11 to 16 (a million contacts on two cores; the writes contend for the disk and the WAL).
-    writing = [_write(*plan, now) for plan in planned]
-    return [
-        Scored(
-            model=model,
-            contacts=len(table),
-            from_prior=int((~known).sum()),
-            features_seconds=reading,
-            predict_seconds=predicted,
-            write_seconds=written,
-        )
-        for (model, *_rest), predicted, written in zip(planned, predicting, writing, strict=True)
-    ]
+    done = []
+    for (model, values), predicted in zip(planned, predicting, strict=True):
+        started = time.perf_counter()
+        written = _write(model, table.ids, values, ~known, now)
+        if written:
+            done.append(
+                Scored(
+                    model=model,
+                    contacts=written,
+                    from_prior=int((~known).sum()),
+                    features_seconds=reading,
+                    predict_seconds=predicted,
+                    write_seconds=time.perf_counter() - started,
+                )
+            )
+    return done

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -40,6 +41,7 @@ class Scorer:
 
     algorithm: str = ""
     features: tuple[str, ...] = ()
+    library_version: str = ""  # the scikit-learn it was fitted with: another one may predict differently
 
     def predict_values(self, values: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -63,6 +65,7 @@ class EstimatorScorer(Scorer):
         self.estimator = estimator
         self.features = features
         self.algorithm = algorithm
+        self.library_version = sklearn.__version__
 
     def predict_values(self, values: np.ndarray) -> np.ndarray:
         if hasattr(self.estimator, "predict_proba"):
@@ -80,6 +83,7 @@ class LifetimeScorer(Scorer):
     def __init__(self, model: LifetimeValueModel, horizon_days: int):
         self.model = model
         self.horizon_days = horizon_days
+        self.library_version = sklearn.__version__
 
     def predict_values(self, values: np.ndarray) -> np.ndarray:
         days, first_days, recency, revenue = values.T
@@ -100,7 +104,8 @@ def usable_features(table: FeatureTable) -> tuple[tuple[str, ...], list[str]]:
     values = table.values
     constant = np.all(values == values[:1], axis=0) if len(values) else np.ones(len(table.names), dtype=bool)
     notes = [
-        f"Feature “{name}” left out: it is {values[0, i]:g} for every contact learned from (missing for everyone)."
+        f"Feature “{name}” left out: it is {values[0, i]:g} for every contact learned from "
+        "(missing for everyone, or the same for all)."
         for i, name in enumerate(table.names)
         if constant[i] and len(values)
     ]
@@ -183,6 +188,7 @@ def lifetime_regression_fit(
     values: np.ndarray, revenue: np.ndarray, features: tuple[str, ...], *, seed: int = 0
 ) -> EstimatorScorer:
     sample = _sample(len(values), seed)
+    revenue = np.maximum(revenue, 0.0)  # refunds beyond purchases: nothing spent, not less (Poisson needs it)
     regressor = HistGradientBoostingRegressor(
         loss="poisson", max_iter=150, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40, random_state=seed
     )

@@ -13,14 +13,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, kind, **options):
+        refused = None
         try:
             done = scores_refresh(kinds=kind)
         except FeatureMismatch as error:
-            raise CommandError(f"Nothing scored: {error}") from error
+            refused, done = error, error.scored
+        self.report(done)
+        if refused:
+            raise CommandError(f"Not scored: {refused}")
         if not done:
             raise CommandError(
                 "No active model to score with: train one (manage.py train_models) and activate it in the admin."
             )
+
+    def report(self, done):
         for scored in done:
             self.stdout.write(
                 f"{scored.model}: {scored.contacts} contacts scored in {scored.seconds:.1f} s "

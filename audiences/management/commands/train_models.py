@@ -38,8 +38,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--activate", action="store_true", help="Activate each new version unless it is worse than the active one."
         )
+        parser.add_argument(
+            "--confirm-worse",
+            action="store_true",
+            help="With --activate: activate it even when it did worse than the active one on its held-out period.",
+        )
 
-    def handle(self, *args, kind, horizon_days, as_of, activate, **options):
+    def handle(self, *args, kind, horizon_days, as_of, activate, confirm_worse, **options):
         if horizon_days is not None and not 7 <= horizon_days <= 730:
             raise CommandError("--horizon-days must be between 7 and 730.")
         moment = timezone.make_aware(dt.datetime.combine(as_of, dt.time())) if as_of else None
@@ -55,9 +60,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"  note: {note}")
             if activate:
                 try:
-                    prediction_model_activate(model=model)
+                    prediction_model_activate(model=model, confirm_worse=confirm_worse)
                     self.stdout.write(f"  activated: {model} now writes the {model.kind} scores.")
-                except (WorseThanActive, FeatureMismatch) as error:
+                except WorseThanActive as error:
+                    self.stdout.write(f"  not activated: {error} (--confirm-worse, or in the admin)")
+                except FeatureMismatch as error:
                     self.stdout.write(f"  not activated: {error}")
         if failed:
             raise CommandError("\n".join(failed))
