@@ -299,38 +299,38 @@ def test_the_tasks_train_weekly_and_score_nightly_and_may_run_twice(shop, db):
 
 
 def test_the_model_card_shows_the_figures_and_an_analyst_activates_from_it(trained, english_client, analyst, marketeer):
-    newer = prediction_model_train(kind=Kind.CHURN, as_of=NOW, horizon_days=90)
-    page = reverse("admin:audiences_predictionmodel_change", args=[newer.pk])
+    # Two versions: the better one in use, the card of the other.
+    other = prediction_model_train(kind=Kind.CHURN, as_of=NOW, horizon_days=90)
+    better, worse = sorted([trained[Kind.CHURN], other], key=lambda model: -model.metrics["auc"])
+    prediction_model_activate(model=better, confirm_worse=True)
+    page = reverse("admin:audiences_predictionmodel_change", args=[worse.pk])
 
     card = english_client(analyst).get(page)
     html = card.content.decode()
     assert card.status_code == 200
-    assert f"AUC {newer.metrics['auc']:.4f} (recency alone {newer.metrics['baseline_auc']:.4f})" in html
+    assert f"AUC {worse.metrics['auc']:.4f} (recency alone {worse.metrics['baseline_auc']:.4f})" in html
     assert "Calibration: predicted against observed churn" in html and "<svg" in html
     assert "recency_days" in html and "Days since the last purchase" in html
-    activate = reverse("admin:audiences_predictionmodel_activate", args=[newer.pk])
+    activate = reverse("admin:audiences_predictionmodel_activate", args=[worse.pk])
     assert activate in html
     # Marketeers read the card; activating is the analysts'.
     assert activate not in english_client(marketeer).get(page).content.decode()
     assert english_client(marketeer).post(activate).status_code == 403
 
     client = english_client(analyst)
-    worse = newer.metrics["auc"] < trained[Kind.CHURN].metrics["auc"]
     confirm = client.get(activate).content.decode()
-    assert ("Activate although it did worse" in confirm) == worse
-    if worse:
-        refused = client.post(activate, follow=True)
-        assert "did worse on its held-out period" in refused.content.decode()
-        assert PredictionModel.objects.get(kind=Kind.CHURN, status="active") == trained[Kind.CHURN]
-    if worse:
-        # A confirmation given against another model in use than the one now in use does not count.
-        stale = client.post(activate, {"confirm_worse": "yes", "against": str(newer.pk + 1000)}, follow=True)
-        assert "did worse on its held-out period" in stale.content.decode()
-    confirmation = {"confirm_worse": "yes", "against": str(trained[Kind.CHURN].pk)} if worse else {}
-    done = client.post(activate, confirmation, follow=True)
+    assert "Activate although it did worse" in confirm and f'name="against" value="{better.pk}"' in confirm
+    refused = client.post(activate, follow=True)
+    assert "did worse on its held-out period" in refused.content.decode()
+    # A confirmation given against another model in use than the one now in use does not count.
+    stale = client.post(activate, {"confirm_worse": "yes", "against": str(worse.pk)}, follow=True)
+    assert "did worse on its held-out period" in stale.content.decode()
+    assert PredictionModel.objects.get(kind=Kind.CHURN, status="active") == better
+
+    done = client.post(activate, {"confirm_worse": "yes", "against": str(better.pk)}, follow=True)
     assert "is active" in done.content.decode()
-    newer.refresh_from_db()
-    assert newer.status == PredictionModel.Status.ACTIVE and newer.activated_by == analyst.username
+    worse.refresh_from_db()
+    assert worse.status == PredictionModel.Status.ACTIVE and worse.activated_by == analyst.username
 
 
 def test_the_contact_page_shows_the_scores_with_their_model(trained, english_client, marketeer):
