@@ -8,6 +8,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Upper
 from django.db.models.lookups import Exact
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from dialoog.models import TimeStampedModel
@@ -376,6 +378,19 @@ class PredictionModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} v{self.version}"
+
+    def headline(self) -> str:
+        """The figure the model is judged by on its held-out period, beside the baseline it must beat."""
+        figures = self.metrics
+        if self.kind == self.Kind.CHURN:
+            return gettext("AUC %(auc)s (recency alone %(baseline)s)") % {
+                "auc": number_format(figures.get("auc", 0), 4),
+                "baseline": number_format(figures.get("baseline_auc", 0), 4),
+            }
+        return gettext("MAE € %(mae)s (same as last year € %(baseline)s)") % {
+            "mae": number_format(figures.get("mae", 0), 2),
+            "baseline": number_format(figures.get("baseline_mae", 0), 2),
+        }
 
 
 class Product(models.Model):

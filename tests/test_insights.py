@@ -9,6 +9,8 @@ the module, in a transaction rolled back at its end; each test runs in a savepoi
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -341,3 +343,18 @@ def test_the_contact_page_shows_the_scores_with_their_model(trained, english_cli
     html = html.decode()
     assert "Churn risk v1" in html and "Lifetime value v1" in html
     assert "no events: the average the model learned" in html
+
+
+def test_web_processes_start_without_scikit_learn_or_scipy(subprocess_env):
+    """The admin, the API and the task modules import the insights; only training and scoring need
+    scikit-learn and scipy (a second and about 100 MB a process), so they are imported there."""
+    script = (
+        "import sys, django; django.setup(); "
+        "from django.urls import reverse; reverse('admin:index'); "
+        "import audiences.tasks, audiences.admin, audiences.api, dialoog.demo; "
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'sklearn', 'scipy'}))"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", script], env=subprocess_env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert started.stdout.strip() == "[]"

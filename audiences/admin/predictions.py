@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.formats import date_format, number_format
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
@@ -89,20 +89,6 @@ def calibration_svg(table: list[dict]) -> SafeString:
     )
 
 
-def headline(model: PredictionModel) -> str:
-    """The figure a model is judged by, beside its baseline."""
-    figures = model.metrics
-    if model.kind == PredictionModel.Kind.CHURN:
-        return gettext("AUC %(auc)s (recency alone %(baseline)s)") % {
-            "auc": number_format(figures.get("auc", 0), 4),
-            "baseline": number_format(figures.get("baseline_auc", 0), 4),
-        }
-    return gettext("MAE € %(mae)s (same as last year € %(baseline)s)") % {
-        "mae": number_format(figures.get("mae", 0), 2),
-        "baseline": number_format(figures.get("baseline_mae", 0), 2),
-    }
-
-
 @admin.register(PredictionModel)
 class PredictionModelAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "status", "figure", "training_rows", "created_at", "scored_at", "scored_rows"]
@@ -156,7 +142,7 @@ class PredictionModelAdmin(RecordAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("result on the held-out period"))
     def figure(self, model: PredictionModel) -> str:
-        return headline(model)
+        return model.headline()
 
     @admin.display(description=_("periods"))
     def periods(self, model: PredictionModel) -> str:
@@ -263,9 +249,9 @@ class PredictionModelAdmin(RecordAdminMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "title": gettext("Activate %(model)s?") % {"model": model},
             "model": model,
-            "model_figure": headline(model),
+            "model_figure": model.headline(),
             "active": active,
-            "active_figure": headline(active) if active else "",
+            "active_figure": active.headline() if active else "",
             "worse": bool(active and not better_than(model, active)),
         }
         return TemplateResponse(request, "admin/audiences/predictionmodel/activate.html", context)

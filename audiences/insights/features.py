@@ -150,7 +150,8 @@ _TABLES = {
     "event": Event._meta.db_table,
     "consent_change": ConsentChange._meta.db_table,
 }
-_COPY_HEADER = 19  # PGCOPY signature, flags, header extension length
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # PostgreSQL's binary COPY format, in and out
+_COPY_HEADER = 19  # the signature, flags, header extension length
 
 
 class CopyFormatError(Exception):
@@ -175,7 +176,7 @@ def _read_binary(sql: str, params: dict, float_columns: int) -> tuple[np.ndarray
                 buffer += block
     header = _COPY_HEADER + int.from_bytes(buffer[15:19], "big")  # and the header extension, if any
     body = len(buffer) - header - 2
-    if buffer[:11] != b"PGCOPY\n\xff\r\n\x00" or buffer[-2:] != b"\xff\xff" or body % row.itemsize:
+    if buffer[:11] != COPY_SIGNATURE or buffer[-2:] != b"\xff\xff" or body % row.itemsize:
         raise CopyFormatError(f"unexpected binary COPY stream of {len(buffer)} bytes")
     data = np.frombuffer(buffer, dtype=row, count=body // row.itemsize, offset=header)
     lengths = [data["id_length"], *(data[f"length_{i}"] for i in range(float_columns))]

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sklearn
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from audiences.insights.features import FEATURE_NAMES, FeatureTable, features_read, outcomes_read
+from audiences.insights.features import COPY_SIGNATURE, FEATURE_NAMES, FeatureTable, features_read, outcomes_read
 from audiences.insights.lifetime import FitFailed
 from audiences.insights.training import (
     LifetimeScorer,
@@ -36,6 +35,7 @@ from audiences.insights.training import (
     Scorer,
     churn_fit,
     churn_metrics,
+    library_version,
     lifetime_bgnbd_fit,
     lifetime_regression_fit,
     mean_absolute_error,
@@ -317,9 +317,9 @@ def prediction_model_scorer(model: PredictionModel) -> Scorer:
         raise FeatureMismatch(
             f"{model}: its stored model reads {found}, its row lists {list(model.features)}. Train a new version."
         )
-    if scorer.library_version != sklearn.__version__:
+    if scorer.library_version != library_version():
         raise FeatureMismatch(
-            f"{model} was trained with scikit-learn {scorer.library_version}, this is {sklearn.__version__}: "
+            f"{model} was trained with scikit-learn {scorer.library_version}, this is {library_version()}: "
             "its predictions could differ. Train a new version."
         )
     return scorer
@@ -398,7 +398,7 @@ def _binary_copy(ids: np.ndarray, values: np.ndarray, prior: np.ndarray) -> byte
     rows = np.empty(len(ids), dtype=_SCORE_ROW)
     rows["count"], rows["id_length"], rows["value_length"], rows["prior_length"] = 3, 8, 8, 1
     rows["id"], rows["value"], rows["prior"] = ids, values, prior
-    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+    header = COPY_SIGNATURE + b"\x00" * 8  # no flags, no header extension
     return header + rows.tobytes() + b"\xff\xff"
 
 

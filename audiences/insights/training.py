@@ -11,18 +11,19 @@
 
 What each fit returns is a `Scorer`: it knows its feature names and predicts from a
 `FeatureTable` in batches, and it is what a `PredictionModel` row keeps.
+
+scikit-learn is imported where a model is fitted or checked (unpickling a stored model imports it
+too), not with this module: the admin and every web process import the insights, and scikit-learn
+with scipy costs each of them a second and about 100 MB at start-up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from audiences.insights.features import FeatureTable
 from audiences.insights.lifetime import BetaGeometricNBD, FitFailed, GammaGamma, LifetimeValueModel
@@ -30,6 +31,11 @@ from audiences.insights.lifetime import BetaGeometricNBD, FitFailed, GammaGamma,
 BATCH = 200_000  # contacts predicted at a time: a million contacts' features fit easily, their trees' work less so
 MAX_TRAINING_ROWS = 300_000  # a sample of this many learns as well as a million, in a fraction of the time
 CALIBRATION_BINS = 10
+
+
+def library_version() -> str:
+    """The installed scikit-learn's version, read without importing it."""
+    return version("scikit-learn")
 
 
 class NotEnoughData(Exception):
@@ -65,7 +71,7 @@ class EstimatorScorer(Scorer):
         self.estimator = estimator
         self.features = features
         self.algorithm = algorithm
-        self.library_version = sklearn.__version__
+        self.library_version = library_version()
 
     def predict_values(self, values: np.ndarray) -> np.ndarray:
         if hasattr(self.estimator, "predict_proba"):
@@ -83,7 +89,7 @@ class LifetimeScorer(Scorer):
     def __init__(self, model: LifetimeValueModel, horizon_days: int):
         self.model = model
         self.horizon_days = horizon_days
-        self.library_version = sklearn.__version__
+        self.library_version = library_version()
 
     def predict_values(self, values: np.ndarray) -> np.ndarray:
         days, first_days, recency, revenue = values.T
@@ -123,6 +129,9 @@ def require(*, what: str, rows: int, positives: int, minimum: int, per_outcome: 
 
 def churn_fit(values: np.ndarray, churned: np.ndarray, features: tuple[str, ...], *, seed: int = 0) -> EstimatorScorer:
     """A calibrated classifier of "no purchase in the horizon" on these rows (columns: `features`)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     sample = _sample(len(values), seed)
     # Small trees, many contacts per leaf: the outcome is noisy, and a larger model learned the noise
     # (held-out AUC 0.751 against 0.757 on 30,000 demo contacts).
@@ -161,6 +170,8 @@ def calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = C
 
 def churn_metrics(predicted: np.ndarray, churned: np.ndarray, recency: np.ndarray) -> dict[str, Any]:
     """The figures on the held-out period, with the AUC of recency alone as the bar to clear."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     return {
         "auc": round(float(roc_auc_score(churned, predicted)), 4),
         "brier": round(float(brier_score_loss(churned, predicted)), 4),
@@ -187,6 +198,8 @@ class LifetimeCandidates:
 def lifetime_regression_fit(
     values: np.ndarray, revenue: np.ndarray, features: tuple[str, ...], *, seed: int = 0
 ) -> EstimatorScorer:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     sample = _sample(len(values), seed)
     revenue = np.maximum(revenue, 0.0)  # refunds beyond purchases: nothing spent, not less (Poisson needs it)
     regressor = HistGradientBoostingRegressor(

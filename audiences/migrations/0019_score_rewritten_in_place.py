@@ -32,7 +32,9 @@ class Migration(migrations.Migration):
             field=models.BooleanField(
                 db_default=False,
                 default=False,
-                help_text="The contact had no events to go on: the score is the average the model learned, not their own.",
+                help_text=(
+                    "The contact had no events to go on: the score is the average the model learned, not their own."
+                ),
                 verbose_name="from the prior",
             ),
         ),

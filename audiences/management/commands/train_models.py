@@ -73,15 +73,9 @@ class Command(BaseCommand):
     def describe(model: PredictionModel) -> str:
         figures = model.metrics
         if model.kind == Kind.CHURN:
-            result = (
-                f"AUC {figures['auc']} (recency alone {figures['baseline_auc']}), Brier {figures['brier']}, "
-                f"churn rate {figures['churn_rate']}"
-            )
+            result = f"{model.headline()}, Brier {figures['brier']}, churn rate {figures['churn_rate']}"
         else:
-            result = (
-                f"MAE {figures['mae']} ({figures['chosen']}; each: {figures['mae_by_model']}; "
-                f"same as last year: {figures['baseline_mae']})"
-            )
+            result = f"{model.headline()}; {figures['chosen']} kept, each: {figures['mae_by_model']}"
         return (
             f"{model} ({model.algorithm}): learned from {model.training_rows} contacts before "
             f"{model.trained_until:%Y-%m-%d}, checked on {model.evaluation_rows} before "
